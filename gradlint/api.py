@@ -1,0 +1,40 @@
+"""The Python API for notebooks and scripts: `gradlint.check(model_or_target)`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradlint.inputs import InputSpec
+from gradlint.pipeline import CheckOptions, TargetReport, analyse, check_target
+from gradlint.types import GradlintError
+
+
+def check(model_or_target: nn.Module | str, inputs: Any = None, probe: bool = True, *,
+          select: Iterable[str] | None = None, ignore: Iterable[str] = (), thresholds: dict[str, dict[str, Any]] | None = None,
+          probe_timeout: float | None = 60.0) -> TargetReport:
+    """Check one model (an `nn.Module`, or a target string) and return its report.
+
+    `inputs` is a tensor, a tuple of tensors, or shape strings like "float32[16,3,32,32]"; without it
+    the contract's input resolution applies. The report has `.findings` and `.to_dict()`."""
+    from gradlint.registry import all_rules, select_rules
+
+    rules = select_rules(all_rules(), select, ignore)
+    specs = None
+    if isinstance(inputs, str):
+        specs = [InputSpec.parse(inputs)]
+    elif isinstance(inputs, (list, tuple)) and inputs and all(isinstance(i, str) for i in inputs):
+        specs = [InputSpec.parse(i) for i in inputs]
+    options = CheckOptions(rules=rules, thresholds=thresholds or {}, inputs=specs, probe=probe, probe_timeout=probe_timeout)
+    if isinstance(model_or_target, str):
+        return check_target(model_or_target, options)
+    report = TargetReport(type(model_or_target).__name__)
+    tensors = inputs if isinstance(inputs, tuple) and specs is None else (inputs,) if isinstance(inputs, torch.Tensor) else None
+    try:
+        analyse(model_or_target, report, options, None, tensors)
+    except GradlintError as exc:
+        report.error = exc
+    return report

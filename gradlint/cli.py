@@ -1,0 +1,184 @@
+"""The command line. It parses, delegates and prints; it never computes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.text import Text
+
+from gradlint import __version__
+from gradlint.config import Config, load_config
+from gradlint.types import GradlintError, Severity
+
+FORMATS = ("text", "json", "sarif", "github")
+
+
+class UsageError(click.ClickException):
+    """gradlint's own error type: exit status 2, like ruff (click's default would be 1)."""
+
+    exit_code = 2
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [item.strip() for v in values for item in v.split(",") if item.strip()]
+
+
+def _config(path: str | None) -> Config:
+    try:
+        return load_config(Path(path) if path else None)
+    except GradlintError as exc:
+        raise UsageError(exc.message) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gradlint")
+def main() -> None:
+    """Find vanishing and exploding gradients in PyTorch models before training."""
+
+
+@main.command()
+@click.argument("targets", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="Output format.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the report to FILE instead of stdout.")
+@click.option("--select", multiple=True, help="Rules to enable: codes, prefixes, names or ALL (comma-separated).")
+@click.option("--ignore", multiple=True, help="Rules to disable.")
+@click.option("--extend-select", multiple=True, help="Rules to enable on top of the selection.")
+@click.option("--fail-on", type=click.Choice([s.value for s in Severity]), help="Lowest severity that fails the run (default: warning).")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings are reported (errors still exit 2).")
+@click.option("--input", "input_specs", multiple=True, help='Example input as DTYPE[d0,d1,...], e.g. "float32[16,3,224,224]"; repeat for several arguments.')
+@click.option("--no-probe", is_flag=True, help="Skip the confirming forward/backward pass (static estimate only).")
+@click.option("--probe-batch", type=int, help="Batch size of the probe's inferred input (default 16).")
+@click.option("--probe-timeout", type=float, help="Seconds the probe may take per target (default 60).")
+@click.option("--probe-max-params", type=int, help="Largest model, in parameters, that is probed in full.")
+@click.option("--rule-dir", multiple=True, type=click.Path(file_okay=False), help="Load extra rules from this directory.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="pyproject.toml to read [tool.gradlint] from.")
+@click.option("--statistics", is_flag=True, help="Print a count of findings per rule.")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for target errors.")
+def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[str, ...], ignore: tuple[str, ...],
+          extend_select: tuple[str, ...], fail_on: str | None, exit_zero: bool, input_specs: tuple[str, ...],
+          no_probe: bool, probe_batch: int | None, probe_timeout: float | None, probe_max_params: int | None,
+          rule_dir: tuple[str, ...], config_path: str | None, statistics: bool, verbose: bool) -> None:
+    """Check TARGETS (FILE.py:NAME, package.module:NAME, NAME(args...)); default: [tool.gradlint] targets."""
+    from gradlint.inputs import InputSpec
+    from gradlint.pipeline import CheckOptions, check_target
+    from gradlint.registry import all_rules, select_rules
+    from gradlint.report import exit_code
+
+    config = _config(config_path)
+    names = list(targets) or config.targets
+    if not names:
+        raise UsageError("No targets given and none configured. Pass FILE.py:NAME, or set `targets` in [tool.gradlint] of pyproject.toml.")
+    try:
+        rules = all_rules([*config.rule_dirs, *rule_dir])
+        chosen = select_rules(rules, _split(select) or config.select, _split(ignore) or config.ignore,
+                              [*config.extend_select, *_split(extend_select)])
+        cli_inputs = [InputSpec.parse(s) for s in input_specs] or None
+    except GradlintError as exc:
+        raise UsageError(exc.message) from None
+    err = Console(stderr=True)
+    reports = []
+    progress = err.is_terminal and len(names) > 1
+    for index, name in enumerate(names, start=1):
+        if progress:
+            err.print(f"[dim][{index}/{len(names)}] {name}[/dim]")
+        per_target = config.inputs.get(name)
+        try:
+            specs = cli_inputs or ([InputSpec.parse(s) for s in per_target] if per_target else None)
+        except GradlintError as exc:
+            raise UsageError(exc.message) from None
+        options = CheckOptions(
+            rules=chosen, thresholds=config.thresholds, inputs=specs, probe=config.probe and not no_probe,
+            probe_batch=probe_batch or config.probe_batch, probe_timeout=probe_timeout or config.probe_timeout,
+            probe_max_params=probe_max_params or config.probe_max_params, per_module_ignores=config.per_module_ignores,
+            verbose=verbose,
+        )
+        report = check_target(name, options)
+        if report.error is not None and (fmt != "text" or output):
+            err.print(Text("error", style="bold red") + Text(f" ({report.error.kind.value}) {name}: {report.error.message}"))
+            if verbose and report.traceback:
+                err.print(report.traceback, markup=False, highlight=False)
+        reports.append(report)
+    _emit(reports, fmt, output, chosen)
+    if statistics:
+        _statistics(reports, err)
+    threshold = Severity(fail_on) if fail_on else config.fail_on
+    code = exit_code(reports, threshold)
+    sys.exit(0 if exit_zero and code == 1 else code)
+
+
+def _emit(reports: list[Any], fmt: str, output: str | None, rules: list[Any]) -> None:
+    from gradlint.report import github, json_format, sarif, text
+
+    stream = open(output, "w", encoding="utf-8") if output else None
+    try:
+        if fmt == "text":
+            console = Console(file=stream, no_color=stream is not None, width=120 if stream else None) if stream else Console()
+            text.render(reports, console)
+        else:
+            body = {"json": lambda: json_format.render(reports), "github": lambda: github.render(reports),
+                    "sarif": lambda: sarif.render(reports, rules)}[fmt]()
+            print(body, file=stream or sys.stdout)
+    finally:
+        if stream is not None:
+            stream.close()
+
+
+def _statistics(reports: list[Any], console: Console) -> None:
+    counts: dict[tuple[str, str], int] = {}
+    for r in reports:
+        for f in r.findings:
+            counts[(f.rule, f.name)] = counts.get((f.rule, f.name), 0) + 1
+    for (code, name), n in sorted(counts.items()):
+        console.print(f"{n:5d}  {code}  {name}", highlight=False)
+
+
+@main.command("rules")
+@click.option("--rule-dir", multiple=True, type=click.Path(file_okay=False))
+def list_rules(rule_dir: tuple[str, ...]) -> None:
+    """List every rule with its code, name, severity and risk."""
+    from rich.table import Table
+
+    from gradlint.registry import all_rules
+
+    try:
+        rules = all_rules(list(rule_dir))
+    except GradlintError as exc:
+        raise UsageError(exc.message) from None
+    table = Table("code", "name", "severity", "risk", "summary", box=None)
+    for r in rules:
+        table.add_row(r.code, r.name, r.severity.value, r.risk.value, r.summary)
+    Console().print(table)
+
+
+@main.command()
+@click.argument("rule")
+def explain(rule: str) -> None:
+    """Explain a rule (by code or name): why it matters, an example, the fix, references."""
+    from rich.markdown import Markdown
+
+    from gradlint.registry import all_rules, find_rule
+
+    found = find_rule(all_rules(), rule)
+    if found is None:
+        raise UsageError(f"No rule {rule!r}. `gradlint rules` lists them.")
+    Console().print(Markdown(rule_markdown(found)))
+
+
+def rule_markdown(rule: Any) -> str:
+    refs = "\n".join(f"- {r}" for r in rule.references)
+    options = "\n".join(f"- `{k}` = `{v!r}`" for k, v in rule.options.items())
+    return (
+        f"# {rule.code} {rule.name}\n\n{rule.summary}\n\n*Severity:* {rule.severity.value} · *risk:* {rule.risk.value}\n\n"
+        f"## Why is this bad?\n{rule.why}\n\n## Example\n```python\n{rule.example.strip()}\n```\n\n## Fix\n{rule.fix}\n\n"
+        f"## Probe criterion\n{rule.probe_criterion}\n\n"
+        + (f"## Options\n{options}\n\n" if options else "")
+        + (f"## References\n{refs}\n" if refs else "")
+    )
+
+
+if __name__ == "__main__":
+    main()

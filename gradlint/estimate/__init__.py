@@ -1,0 +1,285 @@
+"""Estimate stage: `ModelGraph` -> per-node forward statistics and backward gain, and the contract's
+predicted gradient profile, without running the model on data (mean-field signal propagation:
+Poole et al. 2016, Schoenholz et al. 2017, Hanin 2018, Yang et al. 2019)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from gradlint.estimate import recurrent  # noqa: F401  (registers the recurrent transfers)
+from gradlint.estimate.pointwise import PointwiseResolver, is_pointwise, pointwise_stat
+from gradlint.estimate.stat import Stat, UNIT, ZERO
+from gradlint.estimate.transfer import TRANSFERS
+from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref
+from gradlint.types import ProfileEntry, profile_ratio
+from gradlint.weights import WeightTable
+
+
+@dataclass
+class PointwiseInfo:
+    """What a pointwise composite does to the signal: its root and its derivative statistics."""
+
+    root: str
+    grad_second: float  # E[φ'(h)²]: the mean-square backward gain
+    max_grad: float  # sup |φ'|: the derivative bound
+    grad_mean: float
+    input: Stat
+    saturating: bool  # φ' vanishes in both tails (sigmoid, tanh, hardtanh...), unlike ReLU or swish
+
+
+@dataclass
+class Estimate:
+    graph: ModelGraph
+    stats: dict[str, Stat]
+    r: dict[str, float]  # mean-square gradient at each node's output, relative to the model output's
+    gains: dict[str, dict[str, float]]
+    pointwise: dict[str, PointwiseInfo]
+    notes: dict[str, dict[str, Any]]
+    unknown_ops: list[str]
+    profile: list[ProfileEntry] = field(default_factory=list)
+
+    def log10_rms(self, node: str) -> float | None:
+        r = self.r.get(node, 0.0)
+        return 0.5 * math.log10(r) if r > 0 and math.isfinite(r) else None
+
+    @property
+    def log10_grad_ratio(self) -> float | None:
+        return profile_ratio(self.profile)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "log10_grad_ratio": None if self.log10_grad_ratio is None else round(self.log10_grad_ratio, 4),
+            "profile": [p.to_dict() for p in self.profile],
+            "unknown_ops": sorted(set(self.unknown_ops)),
+        }
+
+
+class _Context:
+    def __init__(self, graph: ModelGraph, weights: WeightTable) -> None:
+        self.graph = graph
+        self.weights = weights
+        self.stats: dict[str, Stat] = {}
+        self.tuples: dict[str, list[Stat]] = {}
+        self.notes: dict[str, dict[str, Any]] = {}
+        first_input = next((r for r in graph if r.kind is NodeKind.INPUT and r.shape), None)
+        self.batch = first_input.shape[0] if first_input and first_input.shape else 1
+
+    def stat(self, value: Any) -> Stat:
+        if isinstance(value, Ref):
+            return self.stats.get(value.name, UNIT)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return Stat(float(value), float(value) ** 2, 0.0)
+        return ZERO
+
+    def shape(self, value: Any) -> tuple[int, ...] | None:
+        return self.graph[value.name].shape if isinstance(value, Ref) else None
+
+    def numel(self, value: Any) -> int:
+        return self.graph[value.name].numel if isinstance(value, Ref) and self.graph[value.name].shape is not None else 0
+
+    def weight(self, value: Any) -> tuple[float, float]:
+        if isinstance(value, Ref):
+            node = self.graph[value.name]
+            if node.param is not None and node.kind in (NodeKind.PARAM, NodeKind.BUFFER):
+                ws = self.weights.stats(node.param)
+                return ws.mean, ws.second
+            s = self.stat(value)
+            return s.mean, s.q
+        return 0.0, 0.0
+
+    def tuple_result(self, node: NodeRecord, stats: list[Stat]) -> None:
+        self.tuples[node.name] = stats
+
+    def element(self, source: str, index: int) -> Stat | None:
+        items = self.tuples.get(source)
+        return items[index] if items is not None and 0 <= index < len(items) else None
+
+    def note(self, node: NodeRecord, key: str, value: Any) -> None:
+        self.notes.setdefault(node.name, {})[key] = value
+
+
+def _leaf_stat(node: NodeRecord, ctx: _Context) -> Stat:
+    if node.dtype is not None and not (node.dtype.is_floating_point or node.dtype.is_complex):
+        return ZERO
+    if node.kind is NodeKind.PARAM and node.param:
+        ws = ctx.weights.stats(node.param)
+        return Stat(ws.mean, ws.second, 0.0)
+    tensor = ctx.weights.tensor(node.param) if node.param else None
+    if node.kind is NodeKind.BUFFER and tensor is not None and tensor.device.type != "meta" and tensor.is_floating_point():
+        t = tensor.detach().double()
+        return Stat(float(t.mean()), float((t * t).mean()), 0.0) if t.numel() else ZERO
+    return UNIT
+
+
+def input_stat(tensor: torch.Tensor) -> Stat:
+    """Statistics of a real example input (N(0,1) draws give mean 0, q 1, v 1)."""
+    if tensor.device.type == "meta" or not tensor.is_floating_point():
+        return UNIT if tensor.is_floating_point() or tensor.device.type == "meta" else ZERO
+    t = tensor.detach().double()
+    if t.numel() == 0:
+        return ZERO
+    q = float((t * t).mean())
+    v = float(t.var(dim=0, unbiased=False).mean()) if t.dim() > 0 and t.shape[0] > 1 else q
+    return Stat(float(t.mean()), q, min(v, q))
+
+
+def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = ()) -> Estimate:
+    ctx = _Context(graph, weights)
+    resolver = PointwiseResolver(graph)
+    gains: dict[str, dict[str, float]] = {}
+    pointwise: dict[str, PointwiseInfo] = {}
+    unknown: list[str] = []
+    input_tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+    input_index = 0
+    signatures: dict[str, Any] = {}
+    for node in graph:
+        if node.kind is NodeKind.INPUT:
+            ctx.stats[node.name] = input_stat(input_tensors[input_index]) if input_index < len(input_tensors) else UNIT
+            input_index += 1
+            continue
+        if node.kind is not NodeKind.OP:
+            ctx.stats[node.name] = _leaf_stat(node, ctx)
+            continue
+        if node.dtype is not None and not node.dtype.is_floating_point and node.op not in TRANSFERS:
+            ctx.stats[node.name] = ZERO
+            continue
+        if is_pointwise(node):
+            root = resolver.root(node.name)
+            if root is not None and root != node.name:
+                sig = _signature(graph, node.name, root, signatures)
+                try:
+                    stat, moments = pointwise_stat(resolver.composite(node.name, root), sig, ctx.stats.get(root, UNIT))
+                except Exception:  # an op that cannot run on float64 points: fall through to the generic rule
+                    pass
+                else:
+                    ctx.stats[node.name] = stat
+                    gains[node.name] = {root: moments.grad_second}
+                    fn = resolver.composite(node.name, root)
+                    pointwise[node.name] = PointwiseInfo(root, moments.grad_second, moments.max_grad, moments.grad_mean,
+                                                         ctx.stats.get(root, UNIT), _saturates(fn, ctx.stats.get(root, UNIT), moments.max_grad))
+                    continue
+            stat, node_gains = _binary(node, ctx)
+        else:
+            rule = TRANSFERS.get(node.op)
+            if rule is None:
+                unknown.append(node.op)
+                stat, node_gains = _unknown(node, ctx)
+            else:
+                stat, node_gains = rule(node, ctx)
+        node_gains.pop("", None)
+        ctx.stats[node.name] = stat
+        gains[node.name] = node_gains
+    r = _backward(graph, gains)
+    result = Estimate(graph, ctx.stats, r, gains, pointwise, ctx.notes, unknown)
+    result.profile = [
+        ProfileEntry(layer.module, layer.kind, result.log10_rms(layer.output), zero=r.get(layer.output, 0.0) == 0.0)
+        for layer in graph.weighted_layers
+    ]
+    return result
+
+
+def _saturates(fn: Any, root: Stat, max_grad: float) -> bool:
+    """Both tails flat: |φ'| at ±(6 + 6σ) around the mean is below 1% of its peak."""
+    reach = 6.0 + 6.0 * math.sqrt(root.var)
+    points = torch.tensor([root.mean - reach, root.mean + reach], dtype=torch.float64, requires_grad=True)
+    try:
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(fn(points.clone()).sum(), points, allow_unused=True)
+    except Exception:
+        return False
+    if grad is None or max_grad <= 0:
+        return False
+    return bool((grad.abs() <= 0.01 * max_grad).all())
+
+
+def _backward(graph: ModelGraph, gains: dict[str, dict[str, float]]) -> dict[str, float]:
+    r: dict[str, float] = {name: 0.0 for name in graph.order}
+    r[graph.output] = 1.0
+    for name in reversed(graph.order):
+        value = r[name]
+        if value == 0.0:
+            continue
+        for src, gain in gains.get(name, {}).items():
+            if src in r:
+                r[src] += gain * value
+    return r
+
+
+def _signature(graph: ModelGraph, name: str, root: str, memo: dict[str, Any]) -> Any:
+    if name == root:
+        return "x"
+    if name not in memo:
+        node = graph[name]
+
+        def conv(v: Any) -> Any:
+            if isinstance(v, Ref):
+                return _signature(graph, v.name, root, memo)
+            if isinstance(v, (list, tuple)):
+                return tuple(conv(i) for i in v)
+            return v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
+
+        memo[name] = (str(node.target), conv(node.args), tuple(sorted((k, conv(v)) for k, v in node.kwargs.items())))
+    return memo[name]
+
+
+def _binary(node: NodeRecord, ctx: _Context) -> tuple[Stat, dict[str, float]]:
+    """Pointwise ops on independent tensors (a residual add, a gate, a positional parameter)."""
+    tensors = [v for v in (*node.args, *node.kwargs.values()) if isinstance(v, Ref)]
+    op = node.op
+    if op in ("add", "sub") and len(node.args) >= 2:
+        a, b = node.arg(0), node.arg(1)
+        alpha = float(node.kwargs.get("alpha", 1.0))
+        sa, sb = ctx.stat(a), ctx.stat(b).scaled(alpha)
+        sign = -1.0 if op == "sub" else 1.0
+        mean = sa.mean + sign * sb.mean
+        q = sa.q + sb.q + 2 * sign * sa.mean * sb.mean
+        out = Stat(mean, max(q, mean * mean), sa.v + sb.v)
+        g: dict[str, float] = {}
+        for value, scale in ((a, 1.0), (b, alpha * alpha)):
+            if isinstance(value, Ref):
+                g[value.name] = g.get(value.name, 0.0) + scale * _bcast(ctx, node, value)
+        return out, g
+    if op == "mul" and len(node.args) >= 2:
+        a, b = node.arg(0), node.arg(1)
+        sa, sb = ctx.stat(a), ctx.stat(b)
+        out = Stat(sa.mean * sb.mean, sa.q * sb.q, sa.v * sb.q + sb.v * (sa.q - sa.v))
+        g = {}
+        if isinstance(a, Ref):
+            g[a.name] = g.get(a.name, 0.0) + sb.q * _bcast(ctx, node, a)
+        if isinstance(b, Ref):
+            g[b.name] = g.get(b.name, 0.0) + sa.q * _bcast(ctx, node, b)
+        return out, g
+    if op in ("div", "true_divide") and len(node.args) >= 2:
+        a, b = node.arg(0), node.arg(1)
+        sa, sb = ctx.stat(a), ctx.stat(b)
+        inv = 1.0 / max(sb.q, 1e-30)
+        out = Stat(sa.mean * (sb.mean * inv if sb.q else 0.0), sa.q * inv, sa.v * inv)
+        g = {}
+        if isinstance(a, Ref):
+            g[a.name] = inv * _bcast(ctx, node, a)
+        if isinstance(b, Ref):
+            g[b.name] = g.get(b.name, 0.0) + sa.q * inv * inv * _bcast(ctx, node, b)
+        return out, g
+    stats = [ctx.stat(t) for t in tensors if ctx.graph[t.name].dtype is None or ctx.graph[t.name].dtype.is_floating_point]
+    if not stats:
+        return ZERO, {}
+    out = Stat(sum(s.mean for s in stats) / len(stats), sum(s.q for s in stats) / len(stats), sum(s.v for s in stats) / len(stats))
+    return out, {t.name: 1.0 / len(stats) * _bcast(ctx, node, t) for t in tensors}
+
+
+def _bcast(ctx: _Context, node: NodeRecord, value: Ref) -> float:
+    n = ctx.numel(value)
+    return node.numel / n if n else 1.0
+
+
+def _unknown(node: NodeRecord, ctx: _Context) -> tuple[Stat, dict[str, float]]:
+    """An op with no rule: pass the first tensor's statistics through, gradient unchanged."""
+    tensors = [v for v in node.args if isinstance(v, Ref)]
+    stat = ctx.stat(tensors[0]) if tensors else UNIT
+    if node.shape is None:
+        ctx.tuples[node.name] = [stat] * 4
+    return stat, {t.name: 1.0 for t in tensors if ctx.graph[t.name].dtype is None or ctx.graph[t.name].dtype.is_floating_point}

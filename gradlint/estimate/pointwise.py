@@ -1,0 +1,110 @@
+"""Every pointwise op, through one mechanism: the maximal pointwise subgraph hanging off one
+non-pointwise tensor (its root) is replayed on Gauss–Hermite nodes as a scalar function φ of the root,
+so `x * torch.sigmoid(x)`, a hand-written GELU or `relu(x + 1)` are judged as the functions they are."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from gradlint.estimate.stat import Stat
+from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref
+from gradlint.quadrature import Moments, expectations, expectations_2level
+
+MAX_DEPTH = 24
+_BINARY = {"add", "sub", "mul", "div", "rsub", "where", "maximum", "minimum", "true_divide", "pow"}
+
+
+def is_pointwise(node: NodeRecord) -> bool:
+    tags = getattr(node.target, "tags", ())
+    return node.kind is NodeKind.OP and (torch.Tag.pointwise in tags or node.op in _BINARY)
+
+
+class PointwiseResolver:
+    """Finds each pointwise node's root and builds the composite φ(root) it computes."""
+
+    def __init__(self, graph: ModelGraph) -> None:
+        self.graph = graph
+        self._roots: dict[str, str | None] = {}
+
+    def root(self, name: str, depth: int = 0) -> str | None:
+        """The single non-pointwise tensor this node is a pointwise function of, if there is one."""
+        if name in self._roots:
+            return self._roots[name]
+        node = self.graph[name]
+        result: str | None
+        if not is_pointwise(node) or depth > MAX_DEPTH:
+            result = name
+        else:
+            roots = set()
+            for ref in node.inputs:
+                src = self.graph[ref]
+                if src.shape is None:
+                    roots.add(None)
+                elif src.shape == () and src.kind is not NodeKind.OP:
+                    roots.add(None)  # a lifted 0-d constant: its value is unknown on meta
+                else:
+                    roots.add(self.root(ref, depth + 1))
+            result = roots.pop() if len(roots) == 1 else None
+        self._roots[name] = result
+        return result
+
+    def composite(self, name: str, root: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        """φ such that node `name` = φ(root), elementwise, replaying the graph's own ops."""
+        graph = self.graph
+
+        def evaluate(points: torch.Tensor) -> torch.Tensor:
+            memo: dict[str, torch.Tensor] = {root: points}
+
+            def value(ref: str) -> torch.Tensor:
+                if ref not in memo:
+                    node = graph[ref]
+                    args = _substitute(node.args, value)
+                    kwargs = {k: _substitute(v, value) for k, v in node.kwargs.items() if k not in ("device", "dtype", "layout", "pin_memory")}
+                    target = node.target
+                    if node.inplace:  # evaluate the out-of-place form on fresh values
+                        target = getattr(torch.ops.aten, node.op, None) or target
+                        target = getattr(target, getattr(node.target, "_overloadname", "default"), target)
+                    memo[ref] = target(*args, **kwargs)
+                return memo[ref]
+
+            out = value(name)
+            return out.expand_as(points) if out.shape != points.shape else out
+
+        return evaluate
+
+
+def _substitute(value: Any, resolve: Callable[[str], torch.Tensor]) -> Any:
+    if isinstance(value, Ref):
+        return resolve(value.name)
+    if isinstance(value, list):
+        return [_substitute(v, resolve) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_substitute(v, resolve) for v in value)
+    return value
+
+
+def _key(x: float) -> float:
+    return float(f"{x:.4g}")
+
+
+@lru_cache(maxsize=16384)
+def _moments_cached(fn_key: Any, fn: Callable[[torch.Tensor], torch.Tensor], mean: float, var: float) -> Moments:
+    return expectations(fn, mean, var)
+
+
+def pointwise_stat(fn: Callable[[torch.Tensor], torch.Tensor], fn_key: Any, root: Stat) -> tuple[Stat, Moments]:
+    """Output statistics of φ(root) and the moments of φ' (the backward gain is `grad_second`)."""
+    moments = _moments_cached(fn_key, fn, _key(root.mean), _key(root.var))
+    between = root.between
+    if between > 1e-6 * max(root.q, 1e-30):
+        per_unit_mean_sq = expectations_2level(fn, root.mean, between, root.v)
+        v = max(moments.second - per_unit_mean_sq, 0.0)
+    else:
+        v = max(moments.second - moments.mean * moments.mean, 0.0)
+    second = moments.second if math.isfinite(moments.second) else 1e30
+    return Stat(moments.mean, second, v), moments

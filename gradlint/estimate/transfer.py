@@ -1,0 +1,544 @@
+"""Transfer rules, one small function per op kind, kept in a table (`TRANSFERS`).
+
+Each rule gets the node and a context and returns the output `Stat` and, for each tensor input, the
+factor by which the mean-square gradient at the output becomes the mean-square gradient at that
+input (`r_in = gain * r_out`). Pointwise ops are not in the table: `pointwise.py` handles them all."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from gradlint.estimate.stat import Stat, ZERO
+from gradlint.graph import NodeRecord, Ref
+
+Gains = dict[str, float]
+Result = tuple[Stat, Gains]
+
+
+class Context(Protocol):
+    batch: int
+
+    def stat(self, value: Any) -> Stat: ...
+    def shape(self, value: Any) -> tuple[int, ...] | None: ...
+    def numel(self, value: Any) -> int: ...
+    def weight(self, value: Any) -> tuple[float, float]: ...  # (E[w], E[w²]) of a parameter input
+    def tuple_result(self, node: NodeRecord, stats: list[Stat]) -> None: ...
+    def element(self, source: str, index: int) -> Stat | None: ...
+    def note(self, node: NodeRecord, key: str, value: Any) -> None: ...
+
+
+TRANSFERS: dict[str, Callable[[NodeRecord, Context], Result]] = {}
+
+
+def transfer(*ops: str) -> Callable[[Callable[[NodeRecord, Context], Result]], Callable[[NodeRecord, Context], Result]]:
+    def register(fn: Callable[[NodeRecord, Context], Result]) -> Callable[[NodeRecord, Context], Result]:
+        for op in ops:
+            TRANSFERS[op] = fn
+        return fn
+
+    return register
+
+
+def _ref(value: Any) -> str | None:
+    return value.name if isinstance(value, Ref) else None
+
+
+def _gains(**pairs: float) -> Gains:
+    return dict(pairs)
+
+
+def _add_gain(gains: Gains, value: Any, gain: float) -> None:
+    name = _ref(value)
+    if name is not None:
+        gains[name] = gains.get(name, 0.0) + gain
+
+
+def _bcast(ctx: Context, node: NodeRecord, value: Any) -> float:
+    """How many output elements each element of an input feeds (gradients of broadcast copies add)."""
+    n = ctx.numel(value)
+    return node.numel / n if n else 1.0
+
+
+# -- weighted layers --------------------------------------------------------------------------------
+
+@transfer("linear")
+def linear(node: NodeRecord, ctx: Context) -> Result:
+    x, w, b = node.arg(0), node.arg(1), node.arg(2)
+    shape = ctx.shape(w) or (1, 1)
+    fan_out, fan_in = shape[0], shape[1]
+    wm, w2 = ctx.weight(w)
+    sx = ctx.stat(x)
+    bias = ctx.stat(b) if b is not None else ZERO
+    q = fan_in * w2 * sx.q + bias.q
+    mean = fan_in * wm * sx.mean + bias.mean
+    v = fan_in * w2 * sx.v
+    gains: Gains = {}
+    _add_gain(gains, x, fan_out * w2)
+    return Stat(mean, max(q, mean * mean), v), gains
+
+
+def _valid_taps(length_in: int, length_out: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """Number of (output position, kernel tap) pairs that land inside the input (not on padding)."""
+    total = 0
+    for o in range(length_out):
+        for t in range(kernel):
+            pos = o * stride - padding + t * dilation
+            if 0 <= pos < length_in:
+                total += 1
+    return total
+
+
+def _tuple(value: Any, dims: int, default: int) -> tuple[int, ...]:
+    if value is None:
+        return (default,) * dims
+    if isinstance(value, int):
+        return (value,) * dims
+    items = tuple(int(v) for v in value)
+    return items * dims if len(items) == 1 else items
+
+
+def _conv(node: NodeRecord, ctx: Context, transposed: bool, stride: Any, padding: Any, dilation: Any, groups: int) -> Result:
+    x, w, b = node.arg(0), node.arg(1), node.arg(2)
+    wshape = ctx.shape(w)
+    xshape = ctx.shape(x)
+    if not wshape or not xshape or node.shape is None:
+        return ctx.stat(x), {_ref(x) or "": 1.0}
+    dims = len(wshape) - 2
+    kernel = wshape[2:]
+    stride_t, dil_t = _tuple(stride, dims, 1), _tuple(dilation, dims, 1)
+    in_sp, out_sp = xshape[-dims:], node.shape[-dims:]
+    if isinstance(padding, str):
+        pad_t = tuple((d * (k - 1)) // 2 if padding == "same" else 0 for k, d in zip(kernel, dil_t))
+    else:
+        pad_t = _tuple(padding, dims, 0)
+    wm, w2 = ctx.weight(w)
+    sx = ctx.stat(x)
+    bias = ctx.stat(b) if b is not None else ZERO
+    pairs_per_dim = []
+    for i in range(dims):
+        if transposed:  # a transposed conv is the backward of a conv from its output to its input
+            pairs_per_dim.append(_valid_taps(out_sp[i], in_sp[i], kernel[i], stride_t[i], pad_t[i], dil_t[i]))
+        else:
+            pairs_per_dim.append(_valid_taps(in_sp[i], out_sp[i], kernel[i], stride_t[i], pad_t[i], dil_t[i]))
+    pairs = math.prod(pairs_per_dim)
+    n_in, n_out = math.prod(in_sp), math.prod(out_sp)
+    if transposed:
+        c_in_per_group, c_out_per_group = wshape[0] // groups, wshape[1]
+        fan_in_eff = c_in_per_group * pairs / n_out  # average taps reaching one output element
+        fan_out_eff = c_out_per_group * pairs / n_in
+    else:
+        c_in_per_group, c_out_per_group = wshape[1], wshape[0] // groups
+        fan_in_eff = c_in_per_group * pairs / n_out
+        fan_out_eff = c_out_per_group * pairs / n_in
+    q = fan_in_eff * w2 * sx.q + bias.q
+    mean = fan_in_eff * wm * sx.mean + bias.mean
+    gains: Gains = {}
+    _add_gain(gains, x, fan_out_eff * w2)
+    return Stat(mean, max(q, mean * mean), fan_in_eff * w2 * sx.v), gains
+
+
+@transfer("conv1d", "conv2d", "conv3d")
+def conv(node: NodeRecord, ctx: Context) -> Result:
+    return _conv(node, ctx, False, node.arg(3, "stride", 1), node.arg(4, "padding", 0), node.arg(5, "dilation", 1), int(node.arg(6, "groups", 1)))
+
+
+@transfer("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+def conv_transpose(node: NodeRecord, ctx: Context) -> Result:
+    return _conv(node, ctx, True, node.arg(3, "stride", 1), node.arg(4, "padding", 0), node.arg(7, "dilation", 1), int(node.arg(6, "groups", 1)))
+
+
+@transfer("convolution", "_convolution")
+def convolution(node: NodeRecord, ctx: Context) -> Result:
+    return _conv(node, ctx, bool(node.arg(6, "transposed", False)), node.arg(3, "stride", 1), node.arg(4, "padding", 0), node.arg(5, "dilation", 1), int(node.arg(8, "groups", 1)))
+
+
+@transfer("embedding")
+def embedding(node: NodeRecord, ctx: Context) -> Result:
+    wm, w2 = ctx.weight(node.arg(0))
+    return Stat(wm, w2, max(w2 - wm * wm, 0.0)), {}
+
+
+# -- normalisation ----------------------------------------------------------------------------------
+
+def _affine(ctx: Context, weight: Any, bias: Any) -> tuple[float, float, float]:
+    g_mean, g2 = ctx.weight(weight) if weight is not None else (1.0, 1.0)
+    b_mean, b2 = ctx.weight(bias) if bias is not None else (0.0, 0.0)
+    return g2, b_mean, b2
+
+
+def _normalised(node: NodeRecord, ctx: Context, x: Any, var: float, eps: float, group: int, weight: Any, bias: Any, v_scale: float) -> Result:
+    g2, b_mean, b2 = _affine(ctx, weight, bias)
+    var = max(var, 0.0)
+    keep = var / (var + eps) if var + eps > 0 else 0.0
+    # Normalising by the sample variance of `group` values: E[1/sigma_hat^2] = group/(group-3) / var, and the
+    # backward projects out the mean and scale directions, a factor (group-2)/group.
+    projection = (group - 2) / (group - 3) if group > 4 else 1.0
+    gains: Gains = {}
+    _add_gain(gains, x, g2 / (var + eps) * projection)
+    return Stat(b_mean, g2 * keep + b2, g2 * v_scale / (var + eps)), gains
+
+
+@transfer("batch_norm", "_native_batch_norm_legit_functional", "native_batch_norm", "_native_batch_norm_legit_no_training", "cudnn_batch_norm")
+def batch_norm(node: NodeRecord, ctx: Context) -> Result:
+    x, weight, bias = node.arg(0), node.arg(1), node.arg(2)
+    running_var = node.arg(4)
+    training = bool(node.arg(5, "training", True)) if node.op == "batch_norm" else True
+    eps = float(node.arg(7, "eps", 1e-5)) if node.op == "batch_norm" else 1e-5
+    sx = ctx.stat(x)
+    shape = ctx.shape(x) or (1, 1)
+    channels = shape[1] if len(shape) > 1 else 1
+    group = max(ctx.numel(x) // max(channels, 1), 1)
+    if training:
+        return _normalised(node, ctx, x, sx.v, eps, group, weight, bias, sx.v)
+    _, rv2 = ctx.weight(running_var) if running_var is not None else (1.0, 1.0)
+    g2, b_mean, b2 = _affine(ctx, weight, bias)
+    scale = g2 / (rv2 + eps)
+    return Stat(b_mean, sx.q * scale + b2, sx.v * scale), {_ref(x) or "": scale}
+
+
+@transfer("layer_norm", "native_layer_norm")
+def layer_norm(node: NodeRecord, ctx: Context) -> Result:
+    x = node.arg(0)
+    normalized = node.arg(1) or ()
+    group = math.prod(int(d) for d in normalized) if normalized else 1
+    sx = ctx.stat(x)
+    return _normalised(node, ctx, x, sx.var, float(node.arg(4, "eps", 1e-5)), group, node.arg(2), node.arg(3), sx.v)
+
+
+@transfer("rms_norm")
+def rms_norm(node: NodeRecord, ctx: Context) -> Result:
+    x = node.arg(0)
+    normalized = node.arg(1) or ()
+    group = math.prod(int(d) for d in normalized) if normalized else 1
+    sx = ctx.stat(x)
+    eps = node.arg(3, "eps", None)
+    return _normalised(node, ctx, x, sx.q, float(eps) if eps is not None else 1e-6, group, node.arg(2), None, sx.v)
+
+
+@transfer("group_norm")
+def group_norm(node: NodeRecord, ctx: Context) -> Result:
+    x = node.arg(0)
+    groups = int(node.arg(1, "num_groups", 1))
+    shape = ctx.shape(x) or (1, 1)
+    group = max(math.prod(shape[1:]) // max(groups, 1), 1)
+    sx = ctx.stat(x)
+    return _normalised(node, ctx, x, sx.var, float(node.arg(4, "eps", 1e-5)), group, node.arg(2), node.arg(3), sx.v)
+
+
+@transfer("instance_norm")
+def instance_norm(node: NodeRecord, ctx: Context) -> Result:
+    x = node.arg(0)
+    shape = ctx.shape(x) or (1, 1, 1)
+    group = max(math.prod(shape[2:]), 1)
+    sx = ctx.stat(x)
+    return _normalised(node, ctx, x, sx.v, float(node.arg(7, "eps", 1e-5)), group, node.arg(1), node.arg(2), sx.v)
+
+
+# -- structure: views, copies, selections, concatenation ----------------------------------------------
+
+@transfer("view", "reshape", "_unsafe_view", "permute", "transpose", "t", "flatten", "unflatten", "squeeze",
+          "unsqueeze", "contiguous", "clone", "_to_copy", "to", "alias", "lift_fresh_copy", "type_as",
+          "view_as", "reshape_as", "flip", "roll", "movedim", "swapaxes", "pixel_shuffle", "pixel_unshuffle",
+          "channel_shuffle", "masked_fill", "copy", "_assert_tensor_metadata", "fill_diagonal")
+def identity(node: NodeRecord, ctx: Context) -> Result:
+    x = node.arg(0)
+    return ctx.stat(x), {_ref(x) or "": 1.0}
+
+
+@transfer("detach")
+def detach(node: NodeRecord, ctx: Context) -> Result:
+    return ctx.stat(node.arg(0)), {}
+
+
+@transfer("expand", "expand_as", "repeat", "repeat_interleave", "broadcast_to", "tile")
+def expand(node: NodeRecord, ctx: Context) -> Result:
+    x = node.arg(0)
+    return ctx.stat(x), {_ref(x) or "": _bcast(ctx, node, x)}
+
+
+@transfer("slice", "select", "narrow", "index", "index_select", "gather", "take_along_dim", "diagonal", "as_strided")
+def select(node: NodeRecord, ctx: Context) -> Result:
+    x = node.arg(0)
+    n = ctx.numel(x)
+    return ctx.stat(x), {_ref(x) or "": node.numel / n if n else 1.0}
+
+
+@transfer("split", "split_with_sizes", "chunk", "unbind", "tensor_split")
+def split(node: NodeRecord, ctx: Context) -> Result:
+    x = node.arg(0)
+    return ctx.stat(x), {_ref(x) or "": 1.0}
+
+
+@transfer("getitem")
+def getitem(node: NodeRecord, ctx: Context) -> Result:
+    source, index = node.arg(0), node.arg(1)
+    name = _ref(source)
+    stat = ctx.element(name, int(index)) if name is not None and isinstance(index, int) else None
+    stat = stat if stat is not None else ctx.stat(source)
+    total = ctx.numel(source)
+    share = node.numel / total if total and node.numel and total >= node.numel else 1.0
+    return stat, {name or "": share}
+
+
+@transfer("cat", "stack", "concat", "concatenate", "hstack", "vstack")
+def cat(node: NodeRecord, ctx: Context) -> Result:
+    parts = [p for p in node.arg(0) if isinstance(p, Ref)]
+    sizes = [max(ctx.numel(p), 1) for p in parts]
+    total = sum(sizes) or 1
+    stats = [ctx.stat(p) for p in parts]
+    mean = sum(s.mean * n for s, n in zip(stats, sizes)) / total
+    q = sum(s.q * n for s, n in zip(stats, sizes)) / total
+    v = sum(s.v * n for s, n in zip(stats, sizes)) / total
+    gains: Gains = {}
+    for p in parts:
+        _add_gain(gains, p, 1.0)
+    return Stat(mean, q, v), gains
+
+
+@transfer("pad", "constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "replication_pad2d")
+def pad(node: NodeRecord, ctx: Context) -> Result:
+    x = node.arg(0)
+    frac = ctx.numel(x) / node.numel if node.numel else 1.0
+    s = ctx.stat(x)
+    if node.op in ("pad", "constant_pad_nd"):
+        s = Stat(s.mean * frac, s.q * frac, s.v * frac)
+    return s, {_ref(x) or "": 1.0}
+
+
+@transfer("dropout", "native_dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout")
+def dropout(node: NodeRecord, ctx: Context) -> Result:
+    x = node.arg(0)
+    p = float(node.arg(1, "p", 0.5))
+    train = node.arg(2, "train", True)
+    s = ctx.stat(x)
+    if not train or p <= 0 or p >= 1:
+        out = s
+        gain = 1.0
+    else:
+        out = Stat(s.mean, s.q / (1 - p), s.v + s.q * p / (1 - p))
+        gain = 1.0 / (1 - p)
+    if node.op == "native_dropout":
+        ctx.tuple_result(node, [out, ZERO])
+    return out, {_ref(x) or "": gain}
+
+
+# -- pooling, resampling, reductions ----------------------------------------------------------------
+
+def _max_order_moments(k: int) -> tuple[float, float]:
+    """E[M] and E[M²] for the maximum M of k independent standard normals."""
+    from gradlint.quadrature import _nodes
+
+    import torch
+
+    z, w = _nodes(200)
+    cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+    density = k * cdf ** (k - 1)  # density of the max relative to the normal density
+    return float((w * density * z).sum()), float((w * density * z * z).sum())
+
+
+def _pool_window(node: NodeRecord, ctx: Context) -> int:
+    x = node.arg(0)
+    n_in, n_out = ctx.numel(x), node.numel
+    return max(int(round(n_in / n_out)), 1) if n_out else 1
+
+
+@transfer("max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices", "max_pool1d_with_indices",
+          "max_pool3d_with_indices", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d")
+def max_pool(node: NodeRecord, ctx: Context) -> Result:
+    x = node.arg(0)
+    kernel = node.arg(1)
+    shape = ctx.shape(x) or ()
+    if node.op.startswith("adaptive") or kernel is None:
+        k = _pool_window(node, ctx)
+    else:
+        dims = max(len(shape) - 2, 1)
+        k = math.prod(_tuple(kernel, dims, 1))
+    s = ctx.stat(x)
+    e1, e2 = _max_order_moments(max(k, 1))
+    sd = math.sqrt(s.v)
+    mean = s.mean + sd * e1
+    q = (s.q - s.v) + 2 * s.mean * sd * e1 + s.v * e2
+    out = Stat(mean, max(q, mean * mean), s.v * max(e2 - e1 * e1, 0.0))
+    n_in = ctx.numel(x)
+    if node.op.endswith("with_indices") or node.op.startswith("adaptive_max"):
+        ctx.tuple_result(node, [out, ZERO])
+    return out, {_ref(x) or "": node.numel / n_in if n_in else 1.0}
+
+
+@transfer("avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+          "adaptive_avg_pool3d", "_adaptive_avg_pool2d", "_adaptive_avg_pool3d")
+def avg_pool(node: NodeRecord, ctx: Context) -> Result:
+    x = node.arg(0)
+    kernel = node.arg(1)
+    shape = ctx.shape(x) or ()
+    if node.op.startswith(("adaptive", "_adaptive")) or kernel is None:
+        k = _pool_window(node, ctx)
+    else:
+        k = math.prod(_tuple(kernel, max(len(shape) - 2, 1), 1))
+    s = ctx.stat(x)
+    n_in = ctx.numel(x)
+    uses = node.numel * k / n_in if n_in else 1.0  # windows each input element falls in
+    return Stat(s.mean, (s.q - s.v) + s.v / k, s.v / k), {_ref(x) or "": uses / (k * k)}
+
+
+@transfer("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "upsample_bilinear2d",
+          "upsample_linear1d", "upsample_bicubic2d", "upsample_trilinear3d", "_upsample_nearest_exact2d",
+          "_upsample_bilinear2d_aa", "interpolate")
+def upsample(node: NodeRecord, ctx: Context) -> Result:
+    x = node.arg(0)
+    n_in = ctx.numel(x)
+    return ctx.stat(x), {_ref(x) or "": node.numel / n_in if n_in else 1.0}
+
+
+def _reduced(node: NodeRecord, ctx: Context) -> tuple[Any, int, bool]:
+    """The input, how many elements each output averages, and whether feature dims are reduced."""
+    x = node.arg(0)
+    shape = ctx.shape(x) or ()
+    n_in = ctx.numel(x)
+    n = max(n_in // max(node.numel, 1), 1)
+    dims = node.arg(1, "dim", None)
+    if dims is None or dims == [] or len(shape) == 0:
+        return x, n, True
+    dims_t = {int(d) % len(shape) for d in (dims if isinstance(dims, (list, tuple)) else (dims,))}
+    feature = {1} if len(shape) == 2 or len(shape) >= 4 else {len(shape) - 1}
+    return x, n, bool(dims_t & feature)
+
+
+@transfer("mean")
+def mean(node: NodeRecord, ctx: Context) -> Result:
+    x, n, feature = _reduced(node, ctx)
+    s = ctx.stat(x)
+    if feature:
+        out = Stat(s.mean, s.mean * s.mean + s.var / n, s.v / n)
+    else:
+        out = Stat(s.mean, (s.q - s.v) + s.v / n, s.v / n)
+    return out, {_ref(x) or "": 1.0 / (n * n)}
+
+
+@transfer("sum")
+def total(node: NodeRecord, ctx: Context) -> Result:
+    x, n, feature = _reduced(node, ctx)
+    s = ctx.stat(x)
+    if feature:
+        out = Stat(s.mean * n, n * n * s.mean * s.mean + n * s.var, n * s.v)
+    else:
+        out = Stat(s.mean * n, n * n * (s.q - s.v) + n * s.v, n * s.v)
+    return out, {_ref(x) or "": 1.0}
+
+
+@transfer("amax", "amin", "max", "min", "logsumexp", "norm", "linalg_vector_norm", "var", "std", "prod", "cumsum")
+def other_reduction(node: NodeRecord, ctx: Context) -> Result:
+    x, n, _ = _reduced(node, ctx)
+    s = ctx.stat(x)
+    out = Stat(s.mean, s.q, s.v) if node.op in ("amax", "amin", "max", "min", "logsumexp") else Stat(math.sqrt(s.var * n), s.var * n, 0.0)
+    if node.op in ("max", "min") and node.shape is None:
+        ctx.tuple_result(node, [out, ZERO])
+    return out, {_ref(x) or "": 1.0 / n}
+
+
+# -- products, attention ----------------------------------------------------------------------------
+
+def _product(node: NodeRecord, ctx: Context, a: Any, b: Any, extra: Any = None) -> Result:
+    sa, sb = ctx.stat(a), ctx.stat(b)
+    ashape = ctx.shape(a) or (1,)
+    k = ashape[-1]
+    q = k * sa.q * sb.q
+    mean = k * sa.mean * sb.mean
+    v = k * (sa.v * sb.q + sb.v * sa.q) / 2 + 0.0
+    gains: Gains = {}
+    _add_gain(gains, a, sb.q * node.numel * k / max(ctx.numel(a), 1))
+    _add_gain(gains, b, sa.q * node.numel * k / max(ctx.numel(b), 1))
+    if extra is not None:
+        se = ctx.stat(extra)
+        q, mean, v = q + se.q, mean + se.mean, v + se.v
+        _add_gain(gains, extra, _bcast(ctx, node, extra))
+    return Stat(mean, max(q, mean * mean), min(v, q)), gains
+
+
+@transfer("matmul", "mm", "bmm")
+def matmul(node: NodeRecord, ctx: Context) -> Result:
+    return _product(node, ctx, node.arg(0), node.arg(1))
+
+
+@transfer("addmm", "baddbmm", "addbmm")
+def addmm(node: NodeRecord, ctx: Context) -> Result:
+    return _product(node, ctx, node.arg(1), node.arg(2), node.arg(0))
+
+
+def softmax_moments(logit_var: float, n: int) -> tuple[float, float]:
+    """E[p²] of softmax over n logits of variance `logit_var`, and the gradient gain through it."""
+    n = max(n, 1)
+    growth = math.exp(min(logit_var, 60.0))
+    q = growth / (n * n) / (1 + (growth - 1) / n)
+    q = min(max(q, 1.0 / (n * n)), 1.0 / n)
+    return q, q * max(1.0 - n * q, 0.0) + (1.0 / (n * n * n) if n > 1 else 0.0) * 0.0
+
+
+@transfer("softmax", "_softmax", "_safe_softmax")
+def softmax(node: NodeRecord, ctx: Context) -> Result:
+    x = node.arg(0)
+    dim = int(node.arg(1, "dim", -1))
+    shape = ctx.shape(x) or (1,)
+    n = shape[dim] if shape else 1
+    s = ctx.stat(x)
+    q, gain = softmax_moments(s.var, n)
+    ctx.note(node, "logit_std", math.sqrt(s.var))
+    ctx.note(node, "keys", n)
+    return Stat(1.0 / n, q, max(q - 1.0 / (n * n), 0.0)), {_ref(x) or "": gain}
+
+
+@transfer("log_softmax", "_log_softmax")
+def log_softmax(node: NodeRecord, ctx: Context) -> Result:
+    x = node.arg(0)
+    shape = ctx.shape(x) or (1,)
+    n = shape[int(node.arg(1, "dim", -1))] if shape else 1
+    s = ctx.stat(x)
+    mean = -math.log(max(n, 1)) - s.var / 2
+    return Stat(mean, mean * mean + s.var, s.v), {_ref(x) or "": 1.0}
+
+
+@transfer("scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_attention_math")
+def sdpa(node: NodeRecord, ctx: Context) -> Result:
+    qn, kn, vn = node.arg(0), node.arg(1), node.arg(2)
+    qs, ks, vs = ctx.stat(qn), ctx.stat(kn), ctx.stat(vn)
+    qshape, kshape = ctx.shape(qn) or (1, 1), ctx.shape(kn) or (1, 1)
+    d, n_keys, n_queries = qshape[-1], kshape[-2], qshape[-2]
+    scale = node.kwargs.get("scale") or node.arg(6, None)
+    scale = float(scale) if scale is not None else 1.0 / math.sqrt(d)
+    causal = bool(node.arg(5, "is_causal", False))
+    n_eff = (n_keys + 1) / 2 if causal else n_keys
+    logit_var = scale * scale * d * qs.q * ks.q
+    p2, p_gain = softmax_moments(logit_var, max(int(round(n_eff)), 1))
+    ctx.note(node, "logit_std", math.sqrt(logit_var))
+    ctx.note(node, "keys", n_keys)
+    out_q = n_eff * p2 * vs.q
+    dv = (ctx.shape(vn) or (1,))[-1]
+    r_logit = dv * vs.q * p_gain  # per unit output gradient, into each logit
+    gains: Gains = {}
+    _add_gain(gains, vn, n_queries * p2)
+    _add_gain(gains, qn, n_eff * scale * scale * ks.q * r_logit)
+    _add_gain(gains, kn, n_queries * scale * scale * qs.q * r_logit)
+    return Stat(vs.mean, out_q, out_q), gains
+
+
+# -- constants and factories ------------------------------------------------------------------------
+
+@transfer("zeros", "zeros_like", "empty", "empty_like", "new_zeros", "new_empty", "scalar_tensor", "arange",
+          "ones", "ones_like", "new_ones", "full", "full_like", "new_full", "tril", "triu", "eye", "randn",
+          "rand", "randn_like", "rand_like", "bernoulli", "randint", "linspace", "_local_scalar_dense",
+          "item", "sym_size", "size", "lt", "le", "gt", "ge", "eq", "ne", "logical_not", "logical_and",
+          "logical_or", "argmax", "argmin", "isnan", "isinf", "any", "all", "sort", "topk")
+def constant(node: NodeRecord, ctx: Context) -> Result:
+    if node.op in ("ones", "ones_like", "new_ones"):
+        return Stat(1.0, 1.0, 0.0), {}
+    if node.op in ("full", "full_like", "new_full"):
+        value = node.arg(1, "fill_value", 0.0)
+        value = float(value) if isinstance(value, (int, float)) else 0.0
+        return Stat(value, value * value, 0.0), {}
+    if node.op in ("randn", "randn_like"):
+        return Stat(0.0, 1.0, 1.0), {}
+    if node.op in ("tril", "triu"):
+        return ctx.stat(node.arg(0)).scaled(math.sqrt(0.5)), {_ref(node.arg(0)) or "": 0.5}
+    return ZERO, {}

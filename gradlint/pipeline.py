@@ -1,0 +1,171 @@
+"""One target, end to end: load -> inputs -> capture -> estimate -> rules -> probe -> report entry.
+Each stage's failure ends that target only, with the contract's error kind."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradlint.capture import capture
+from gradlint.estimate import Estimate, estimate
+from gradlint.graph import ModelGraph
+from gradlint.inputs import InputSpec, ResolvedInputs, resolve_inputs
+from gradlint.load import LoadedModel, load_target, restored_interpreter_state
+from gradlint.probe import ProbeResult, run_probe
+from gradlint.recorder import ConstructionRecord
+from gradlint.rule import Rule, RuleContext
+from gradlint.suppress import Suppressor
+from gradlint.types import ErrorKind, Finding, GradlintError, Severity
+
+log = logging.getLogger("gradlint")
+
+
+@dataclass
+class CheckOptions:
+    rules: list[type[Rule]]
+    thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inputs: list[InputSpec] | None = None
+    probe: bool = True
+    probe_batch: int | None = None
+    probe_timeout: float | None = 60.0
+    probe_max_params: int | None = 200_000_000
+    per_module_ignores: dict[str, list[str]] = field(default_factory=dict)
+    verbose: bool = False
+
+
+@dataclass
+class TargetReport:
+    """One target's result: the contract's target entry, plus the objects behind it for other views."""
+
+    target: str
+    findings: list[Finding] = field(default_factory=list)
+    error: GradlintError | None = None
+    graph: ModelGraph | None = None
+    estimate: Estimate | None = None
+    probe: ProbeResult | None = None
+    input_source: str | None = None
+    parameters: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    suppressed: int = 0
+    traceback: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "target": self.target,
+            "status": "ok" if self.ok else "error",
+            "findings": [f.to_dict() for f in self.findings],
+        }
+        if self.error is not None:
+            data["error"] = {"kind": self.error.kind.value, "message": self.error.message}
+        if self.graph is not None:
+            data["capture"] = {
+                "method": self.graph.method,
+                "fallback": self.graph.fallback,
+                "nodes": len(self.graph.order),
+                "weighted_layers": len(self.graph.weighted_layers),
+                "notes": self.graph.notes,
+                "input": self.input_source,
+                "parameters": self.parameters,
+            }
+        data["estimate"] = self.estimate.to_dict() if self.estimate is not None else None
+        if self.probe is not None and self.probe.skipped is None:
+            data["probe"] = self.probe.to_dict()
+        else:
+            data["probe"] = None
+            if self.probe is not None and self.probe.skipped:
+                data["probe_skipped"] = self.probe.skipped
+        if self.suppressed:
+            data["suppressed"] = self.suppressed
+        data["seconds"] = {k: round(v, 4) for k, v in self.seconds.items()}
+        return data
+
+
+def check_target(raw: str, options: CheckOptions) -> TargetReport:
+    report = TargetReport(raw)
+    with restored_interpreter_state():
+        try:
+            started = time.perf_counter()
+            loaded = load_target(raw)
+            report.seconds["load"] = time.perf_counter() - started
+            analyse(loaded.model, report, options, loaded.record)
+        except GradlintError as exc:
+            report.error = exc
+            report.traceback = traceback.format_exc()
+        except Exception as exc:  # a bug in gradlint: still one target's error, never the whole run
+            report.error = GradlintError(
+                ErrorKind.INTERNAL,
+                f"gradlint failed on this target with {type(exc).__name__}: {exc}. This is a bug in gradlint; "
+                "run with --verbose and report the traceback.",
+            )
+            report.traceback = traceback.format_exc()
+    return report
+
+
+def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, record: ConstructionRecord | None,
+            given_inputs: tuple[Any, ...] | None = None) -> TargetReport:
+    """The stages after loading; also what the Python API calls on a model object."""
+    params = list(model.parameters())
+    if not params:
+        raise GradlintError(
+            ErrorKind.CONSTRUCT,
+            f"{report.target}: the model has no parameters, so there is no gradient to check. Point gradlint "
+            "at the module that owns the layers.",
+        )
+    report.parameters = sum(p.numel() for p in params)
+    tick = time.perf_counter()
+    inputs = ResolvedInputs(given_inputs, "given") if given_inputs is not None else resolve_inputs(model, options.inputs)
+    report.input_source = inputs.source
+    graph = capture(model, inputs.args)
+    report.graph = graph
+    report.seconds["capture"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    from gradlint.weights import WeightTable
+
+    est = estimate(graph, WeightTable(model, record), inputs.args)
+    report.estimate = est
+    report.seconds["estimate"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    ctx = RuleContext(graph, est, model, record)
+    active: list[tuple[Rule, Finding]] = []
+    for rule_cls in options.rules:
+        rule = rule_cls(options.thresholds.get(rule_cls.code) or options.thresholds.get(rule_cls.name))
+        for finding in rule.check(ctx):
+            active.append((rule, finding))
+    report.seconds["rules"] = time.perf_counter() - tick
+    if options.probe:
+        tick = time.perf_counter()
+        probe_args = inputs.args
+        if options.probe_batch and options.inputs is None and inputs.source.startswith("inferred"):
+            probe_args = resolve_inputs(model, batch=options.probe_batch).args
+        layers = [(l.module, l.kind, l.weight) for l in graph.weighted_layers]
+        try:
+            report.probe = run_probe(model, probe_args, layers, timeout=options.probe_timeout, max_params=options.probe_max_params)
+        except GradlintError as exc:
+            report.probe = ProbeResult([], {}, {}, 0.0, 0, False, 0.0, skipped=exc.message)
+        report.seconds["probe"] = time.perf_counter() - tick
+        if report.probe.skipped is None:
+            for rule, finding in active:
+                verdict = rule.confirm(finding, report.probe)
+                finding.confirmed = verdict
+                if verdict is False:
+                    finding.severity = Severity.INFO
+                    finding.message += " (The probe did not confirm this at initialisation; downgraded to info.)"
+    suppressor = Suppressor(model, record, options.per_module_ignores)
+    kept = []
+    for _, finding in active:
+        if suppressor.suppressed(finding):
+            report.suppressed += 1
+        else:
+            kept.append(finding)
+    report.findings = sorted(kept, key=lambda f: (-f.severity.rank, f.rule, f.module))
+    return report

@@ -1,0 +1,311 @@
+"""Probe stage: one seeded forward and backward pass on a deep copy of the model, in training mode,
+measuring what the estimate predicts. The user's model and every global RNG are left as they were."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradlint.types import ErrorKind, GradlintError, ProfileEntry, profile_ratio
+
+SATURATING = {"Sigmoid": 5.29, "Tanh": 3.0, "Hardtanh": 1.0, "Hardsigmoid": 3.0, "Softsign": 9.0, "LogSigmoid": -5.29}
+RELU_LIKE = ("ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU")
+
+
+@dataclass
+class LayerMeasure:
+    """What the probe saw at one weighted layer's output (the pre-activation of what follows)."""
+
+    module: str
+    kind: str
+    log10_grad_rms: float | None
+    zero: bool = False
+    nonfinite: bool = False
+    out_mean: float = 0.0
+    out_std: float = 0.0
+    dead_fraction: float = 0.0  # units (non-batch positions) never positive across the batch
+    weight_grad_rms: float | None = None
+    relative_update: float | None = None  # RMS(dL/dW) / RMS(W)
+
+
+@dataclass
+class ActivationMeasure:
+    module: str
+    kind: str
+    saturated_fraction: float  # inputs where |φ'| < 1% of its maximum
+    dead_fraction: float
+
+
+@dataclass
+class ProbeResult:
+    profile: list[ProfileEntry]
+    layers: dict[str, LayerMeasure]
+    activations: dict[str, ActivationMeasure]
+    seconds: float
+    batch: int
+    nonfinite: bool
+    output_rms: float
+    skipped: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def log10_grad_ratio(self) -> float | None:
+        return profile_ratio(self.profile)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "log10_grad_ratio": None if self.log10_grad_ratio is None else round(self.log10_grad_ratio, 4),
+            "profile": [p.to_dict() for p in self.profile],
+            "seconds": round(self.seconds, 4),
+            "batch": self.batch,
+            "nonfinite": self.nonfinite,
+        }
+
+
+class ProbeTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def preserved_global_state() -> Iterator[None]:
+    """Restore the torch, numpy and Python RNGs, grad mode and default dtype after the block."""
+    py_state = random.getstate()
+    np_state = None
+    try:
+        import numpy as np
+
+        np_state = np.random.get_state()
+    except ImportError:  # numpy is optional for torch
+        np = None  # type: ignore[assignment]
+    grad_enabled = torch.is_grad_enabled()
+    dtype = torch.get_default_dtype()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            if np is not None and np_state is not None:
+                np.random.set_state(np_state)
+            torch.set_grad_enabled(grad_enabled)
+            torch.set_default_dtype(dtype)
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Interrupt the block after `seconds` (main thread only; elsewhere the probe runs unbounded)."""
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise ProbeTimeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def first_tensor(value: Any) -> torch.Tensor | None:
+    """The contract's y: the first tensor found depth-first (tuple, list or dict values in order)."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, dict):
+        value = list(value.values())
+    elif hasattr(value, "to_tuple") and callable(value.to_tuple):
+        value = value.to_tuple()
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            found = first_tensor(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _replace_first(value: Any, new: torch.Tensor) -> Any:
+    if isinstance(value, torch.Tensor):
+        return new
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        items = list(value)
+        for i, item in enumerate(items):
+            if first_tensor(item) is not None:
+                items[i] = _replace_first(item, new)
+                return tuple(items)
+    if isinstance(value, list):
+        items = list(value)
+        for i, item in enumerate(items):
+            if first_tensor(item) is not None:
+                items[i] = _replace_first(item, new)
+                return items
+    return value
+
+
+def _rms(t: torch.Tensor) -> float:
+    t = t.detach().double()
+    return math.sqrt(float((t * t).mean())) if t.numel() else 0.0
+
+
+def _dead_fraction(t: torch.Tensor) -> float:
+    if t.dim() < 2 or t.shape[0] < 2:
+        return 0.0
+    active = (t.detach() > 0).flatten(1).any(dim=0)
+    return float(1.0 - active.float().mean())
+
+
+def weighted_modules(model: nn.Module, paths: list[str]) -> dict[str, nn.Module]:
+    return {p: model.get_submodule(p) for p in paths}
+
+
+def run_probe(model: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, str, str]], *, seed: int = 0,
+              timeout: float | None = 60.0, max_params: int | None = None) -> ProbeResult:
+    """Measure the contract's profile for `layers` [(module path, kind, weight name)] on a copy of `model`."""
+    n_params = sum(p.numel() for p in model.parameters())
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if device.type == "meta":
+        return _skipped("the model is on the meta device (no weights to run)", inputs)
+    if max_params is not None and n_params > max_params:
+        return _skipped(f"the model has {n_params:,} parameters, above the probe budget of {max_params:,} (--probe-max-params)", inputs)
+    start = time.perf_counter()
+    with preserved_global_state():
+        torch.manual_seed(seed)
+        twin = copy.deepcopy(model)
+        twin.train()
+        for p in twin.parameters():
+            p.grad = None
+        try:
+            with time_limit(timeout):
+                result = _measure(twin, inputs, layers, seed)
+        except ProbeTimeout:
+            raise GradlintError(
+                ErrorKind.PROBE,
+                f"The probe's forward and backward pass took longer than {timeout:g} s and was stopped. Raise "
+                "--probe-timeout, lower --probe-batch, or use --no-probe for a static-only check.",
+            ) from None
+        except GradlintError:
+            raise
+        except Exception as exc:
+            raise GradlintError(
+                ErrorKind.PROBE,
+                f"The probe's forward/backward pass failed: {type(exc).__name__}: {exc}. The static estimate is "
+                "still reported; use --no-probe to skip the probe.",
+            ) from exc
+        finally:
+            del twin
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _skipped(reason: str, inputs: tuple[Any, ...]) -> ProbeResult:
+    batch = inputs[0].shape[0] if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() else 0
+    return ProbeResult([], {}, {}, 0.0, batch, False, 0.0, skipped=reason)
+
+
+def _measure(twin: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, str, str]], seed: int) -> ProbeResult:
+    captured: dict[str, torch.Tensor] = {}
+    activations: dict[str, ActivationMeasure] = {}
+    handles = []
+    for path, _, _ in layers:
+        module = twin.get_submodule(path)
+
+        def hook(mod: nn.Module, args: Any, output: Any, path: str = path) -> Any:
+            if path in captured:
+                return None
+            out = first_tensor(output)
+            if out is None or not out.requires_grad:
+                return None
+            captured[path] = out
+            return _replace_first(output, out.clone())  # later in-place ops must not rewrite what we measure
+
+        handles.append(module.register_forward_hook(hook))
+    for path, module in twin.named_modules():
+        kind = type(module).__name__
+        if kind in SATURATING or kind in RELU_LIKE:
+            def act_hook(mod: nn.Module, args: Any, output: Any, path: str = path, kind: str = kind) -> None:
+                if path in activations or not args or not isinstance(args[0], torch.Tensor):
+                    return
+                h = args[0].detach()
+                limit = SATURATING.get(kind)
+                if kind == "LogSigmoid":
+                    saturated = float((h < limit).float().mean()) if h.numel() else 0.0
+                elif kind == "Hardsigmoid":
+                    saturated = float((h.abs() >= 3.0).float().mean()) if h.numel() else 0.0
+                elif limit is not None:
+                    saturated = float((h.abs() > limit).float().mean()) if h.numel() else 0.0
+                else:
+                    saturated = 0.0
+                activations[path] = ActivationMeasure(path, kind, saturated, _dead_fraction(h) if kind in RELU_LIKE else 0.0)
+
+            handles.append(module.register_forward_hook(act_hook))
+    try:
+        with torch.enable_grad():
+            output = twin(*inputs)
+            y = first_tensor(output)
+            if y is None or not y.is_floating_point():
+                raise GradlintError(ErrorKind.PROBE, "The model's output has no floating-point tensor to take a gradient of.")
+            generator = torch.Generator(device="cpu").manual_seed(seed + 1)
+            g = torch.randn(y.shape, generator=generator, dtype=torch.float32).to(device=y.device, dtype=y.dtype)
+            loss = (y * g).sum()
+            outs = [captured[p] for p, _, _ in layers if p in captured]
+            weights = []
+            for path, _, wname in layers:
+                param = dict(twin.named_parameters()).get(wname)
+                weights.append(param)
+            targets = outs + [w for w in weights if w is not None and w.requires_grad]
+            grads = torch.autograd.grad(loss, targets, allow_unused=True) if loss.requires_grad else [None] * len(targets)
+    finally:
+        for h in handles:
+            h.remove()
+    g_rms = _rms(g)
+    grad_of = dict(zip([id(t) for t in targets], grads))
+    profile: list[ProfileEntry] = []
+    measures: dict[str, LayerMeasure] = {}
+    nonfinite_any = not bool(torch.isfinite(y.detach()).all())
+    for path, kind, wname in layers:
+        out = captured.get(path)
+        if out is None:
+            entry = ProfileEntry(path, kind, None, zero=True)
+            profile.append(entry)
+            measures[path] = LayerMeasure(path, kind, None, zero=True)
+            continue
+        grad = grad_of.get(id(out))
+        entry = _entry(path, kind, grad, g_rms)
+        nonfinite_any = nonfinite_any or entry.nonfinite
+        measure = LayerMeasure(path, kind, entry.log10_grad_rms, entry.zero, entry.nonfinite)
+        o = out.detach().double()
+        measure.out_mean, measure.out_std = float(o.mean()), float(o.std()) if o.numel() > 1 else 0.0
+        measure.dead_fraction = _dead_fraction(out)
+        param = dict(twin.named_parameters()).get(wname)
+        if param is not None and id(param) in grad_of and grad_of[id(param)] is not None:
+            wg = _rms(grad_of[id(param)])
+            measure.weight_grad_rms = wg
+            w_rms = _rms(param)
+            measure.relative_update = wg / w_rms if w_rms > 0 else None
+        profile.append(entry)
+        measures[path] = measure
+    batch = inputs[0].shape[0] if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() else 0
+    return ProbeResult(profile, measures, activations, 0.0, batch, nonfinite_any, _rms(y))
+
+
+def _entry(path: str, kind: str, grad: torch.Tensor | None, g_rms: float) -> ProfileEntry:
+    if grad is None:
+        return ProfileEntry(path, kind, None, zero=True)
+    if not bool(torch.isfinite(grad).all()):
+        return ProfileEntry(path, kind, None, nonfinite=True)
+    rms = _rms(grad)
+    if rms == 0.0 or g_rms == 0.0:
+        return ProfileEntry(path, kind, None, zero=True)
+    return ProfileEntry(path, kind, math.log10(rms / g_rms))

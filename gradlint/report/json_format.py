@@ -1,0 +1,24 @@
+"""`--format json`: the report contract (spec/report.md), exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from gradlint.pipeline import TargetReport
+from gradlint.report import report_dict
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def render(targets: list[TargetReport]) -> str:
+    return json.dumps(_finite(report_dict(targets)), indent=2, allow_nan=False)

@@ -1,0 +1,70 @@
+"""Which source lines are the user's: the deepest frame outside torch, gradlint and the stdlib."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import sysconfig
+import traceback
+from functools import lru_cache
+from types import FrameType
+
+import torch
+
+from gradlint.types import SourceLocation
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_GRADLINT_DIR = os.path.dirname(os.path.abspath(__file__))
+_STDLIB_DIR = sysconfig.get_paths()["stdlib"]
+_NOT_USER = tuple(os.path.normcase(p) + os.sep for p in (_TORCH_DIR, _GRADLINT_DIR, _STDLIB_DIR))
+_FRAME_RE = re.compile(r'File "(?P<path>[^"]+)", line (?P<line>\d+)')
+
+
+@lru_cache(maxsize=4096)
+def is_user_file(path: str) -> bool:
+    if not path or path.startswith("<"):
+        return False
+    return not os.path.normcase(os.path.abspath(path)).startswith(_NOT_USER)
+
+
+def display_path(path: str) -> str:
+    """A path relative to the working directory when it lies below it (what editors and SARIF want)."""
+    absolute = os.path.abspath(path)
+    try:
+        rel = os.path.relpath(absolute)
+    except ValueError:
+        return absolute
+    return absolute if rel.startswith("..") else rel.replace(os.sep, "/")
+
+
+def user_frame(frame: FrameType | None, skip_self: object | None = None) -> SourceLocation | None:
+    """The innermost user frame at or above `frame`, skipping frames whose `self` is `skip_self`."""
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if is_user_file(path) and (skip_self is None or frame.f_locals.get("self") is not skip_self):
+            return SourceLocation(display_path(path), frame.f_lineno)
+        frame = frame.f_back
+    return None
+
+
+def current_user_location(skip_self: object | None = None) -> SourceLocation | None:
+    return user_frame(sys._getframe(1), skip_self)
+
+
+def location_from_stack_trace(stack_trace: str | None) -> SourceLocation | None:
+    """The deepest user frame in a formatted stack trace (innermost frames come last)."""
+    if not stack_trace:
+        return None
+    found: SourceLocation | None = None
+    for match in _FRAME_RE.finditer(stack_trace):
+        if is_user_file(match["path"]):
+            found = SourceLocation(display_path(match["path"]), int(match["line"]))
+    return found
+
+
+def location_from_summary(summary: traceback.StackSummary) -> SourceLocation | None:
+    for frame in reversed(summary):
+        if is_user_file(frame.filename) and frame.lineno:
+            return SourceLocation(display_path(frame.filename), frame.lineno)
+    return None

@@ -1,0 +1,93 @@
+"""`# gradlint: ignore` and `# gradlint: ignore[GL101,saturating-chain]` comments, and
+`per-module-ignores` globs. A comment on a module's `class` line silences its whole subtree; on the
+line that created a layer or ran an op, that layer or op."""
+
+from __future__ import annotations
+
+import fnmatch
+import linecache
+import re
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from gradlint.recorder import ConstructionRecord, class_location
+from gradlint.types import Finding, SourceLocation
+
+_COMMENT = re.compile(r"#\s*gradlint:\s*ignore(?:\[(?P<codes>[^\]]*)\])?", re.IGNORECASE)
+
+
+@dataclass
+class Suppression:
+    location: SourceLocation
+    codes: frozenset[str] | None  # None: every rule
+    used: bool = False
+
+
+def comment_at(location: SourceLocation | None) -> frozenset[str] | None | bool:
+    """The codes suppressed on that line, None for all, False when the line has no suppression."""
+    if location is None:
+        return False
+    match = _COMMENT.search(linecache.getline(location.path, location.line))
+    if not match:
+        return False
+    if match["codes"] is None:
+        return None
+    return frozenset(c.strip() for c in match["codes"].split(",") if c.strip())
+
+
+def _applies(codes: frozenset[str] | None, finding: Finding) -> bool:
+    return codes is None or finding.rule in {c.upper() for c in codes} or finding.name in {c.lower() for c in codes}
+
+
+@dataclass
+class Suppressor:
+    model: nn.Module
+    record: ConstructionRecord | None
+    per_module_ignores: dict[str, list[str]] = field(default_factory=dict)
+    seen: dict[SourceLocation, Suppression] = field(default_factory=dict)
+
+    def _candidates(self, finding: Finding) -> list[SourceLocation]:
+        spots: list[SourceLocation] = []
+        if finding.path and finding.line:
+            spots.append(SourceLocation(finding.path, finding.line))
+        parts = finding.module.split(".") if finding.module else []
+        for depth in range(len(parts), -1, -1):
+            path = ".".join(parts[:depth])
+            try:
+                module = self.model.get_submodule(path) if path else self.model
+            except AttributeError:
+                continue
+            if self.record is not None:
+                site = self.record.site_of(module)
+                if site is not None and depth == len(parts):
+                    spots.append(site)
+            cls = class_location(module)
+            if cls is not None:
+                spots.append(cls)
+        return spots
+
+    def suppressed(self, finding: Finding) -> bool:
+        for pattern, codes in self.per_module_ignores.items():
+            if fnmatch.fnmatchcase(finding.module, pattern) and _applies(frozenset(codes), finding):
+                return True
+        hit = False
+        for spot in self._candidates(finding):
+            codes = comment_at(spot)
+            if codes is False:
+                continue
+            entry = self.seen.setdefault(spot, Suppression(spot, codes))  # type: ignore[arg-type]
+            if _applies(entry.codes, finding):
+                entry.used = True
+                hit = True
+        return hit
+
+    def scan_file(self, path: str) -> list[Suppression]:
+        """Every suppression comment in a file, so unused ones can be reported."""
+        found = []
+        for number, line in enumerate(linecache.getlines(path), start=1):
+            if _COMMENT.search(line):
+                loc = SourceLocation(path, number)
+                codes = comment_at(loc)
+                found.append(self.seen.setdefault(loc, Suppression(loc, None if codes is None else codes)))  # type: ignore[arg-type]
+        return found

@@ -1,0 +1,114 @@
+"""Plain data types shared by every stage; no behaviour beyond (de)serialisation."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Severity(str, enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return {"info": 0, "warning": 1, "error": 2}[self.value]
+
+
+class Risk(str, enum.Enum):
+    VANISHING = "vanishing"
+    EXPLODING = "exploding"
+    DEAD_UNITS = "dead-units"
+    OTHER = "other"
+
+
+class ErrorKind(str, enum.Enum):
+    LOAD = "load"
+    CONSTRUCT = "construct"
+    INPUT = "input"
+    CAPTURE = "capture"
+    PROBE = "probe"
+    INTERNAL = "internal"
+
+
+class GradlintError(Exception):
+    """An error a user can act on: reported as one paragraph, exit status 2."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass
+class Finding:
+    """One problem in one target, as the report contract describes it."""
+
+    rule: str
+    name: str
+    severity: Severity
+    risk: Risk
+    message: str
+    module: str
+    path: str | None = None
+    line: int | None = None
+    confirmed: bool | None = None
+    fix: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "rule": self.rule,
+            "name": self.name,
+            "severity": self.severity.value,
+            "risk": self.risk.value,
+            "message": self.message,
+            "module": self.module,
+            "path": self.path,
+            "line": self.line,
+            "confirmed": self.confirmed,
+        }
+        if self.fix:
+            data["fix"] = self.fix
+        if self.evidence:
+            data["evidence"] = self.evidence
+        return data
+
+
+@dataclass
+class ProfileEntry:
+    """One weighted layer's log10 gradient RMS relative to the output gradient."""
+
+    module: str
+    kind: str
+    log10_grad_rms: float | None
+    zero: bool = False
+    nonfinite: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "module": self.module,
+            "kind": self.kind,
+            "log10_grad_rms": None if self.log10_grad_rms is None else round(self.log10_grad_rms, 4),
+        }
+        if self.zero:
+            data["zero"] = True
+        if self.nonfinite:
+            data["nonfinite"] = True
+        return data
+
+
+def profile_ratio(profile: list[ProfileEntry]) -> float | None:
+    """The contract's `log10_grad_ratio`: the profile's value at the first weighted layer."""
+    return profile[0].log10_grad_rms if profile else None
