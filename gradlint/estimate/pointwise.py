@@ -47,8 +47,8 @@ class PointwiseResolver:
                     roots.add(None)
                 elif src.shape == () and src.kind is not NodeKind.OP:
                     roots.add(None)  # a lifted 0-d constant: its value is unknown on meta
-                else:
-                    roots.add(self.root(ref, depth + 1))
+                else:  # a pointwise node that is not a function of one root is itself a root
+                    roots.add(self.root(ref, depth + 1) or ref)
             result = roots.pop() if len(roots) == 1 else None
         self._roots[name] = result
         return result

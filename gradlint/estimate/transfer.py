@@ -508,18 +508,24 @@ def sdpa(node: NodeRecord, ctx: Context) -> Result:
     scale = node.kwargs.get("scale") or node.arg(6, None)
     scale = float(scale) if scale is not None else 1.0 / math.sqrt(d)
     causal = bool(node.arg(5, "is_causal", False))
-    n_eff = (n_keys + 1) / 2 if causal else n_keys
     logit_var = scale * scale * d * qs.q * ks.q
-    p2, p_gain = softmax_moments(logit_var, max(int(round(n_eff)), 1))
+    # Per query row: sum_j p_j^2 and the softmax gain, averaged over rows (a causal row t sees t+1 keys).
+    rows = range(1, n_keys + 1) if causal else (n_keys,)
+    concentration = gain_sum = 0.0
+    for n in rows:
+        p2, p_gain = softmax_moments(logit_var, n)
+        concentration += n * p2
+        gain_sum += n * p_gain
+    concentration /= len(rows)
+    gain_sum /= len(rows)
     ctx.note(node, "logit_std", math.sqrt(logit_var))
     ctx.note(node, "keys", n_keys)
-    out_q = n_eff * p2 * vs.q
+    out_q = concentration * vs.q
     dv = (ctx.shape(vn) or (1,))[-1]
-    r_logit = dv * vs.q * p_gain  # per unit output gradient, into each logit
     gains: Gains = {}
-    _add_gain(gains, vn, n_queries * p2)
-    _add_gain(gains, qn, n_eff * scale * scale * ks.q * r_logit)
-    _add_gain(gains, kn, n_queries * scale * scale * qs.q * r_logit)
+    _add_gain(gains, vn, n_queries * concentration / n_keys)
+    _add_gain(gains, qn, scale * scale * ks.q * dv * vs.q * gain_sum)
+    _add_gain(gains, kn, n_queries / n_keys * scale * scale * qs.q * dv * vs.q * gain_sum)
     return Stat(vs.mean, out_q, out_q), gains
 
 
