@@ -137,8 +137,10 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
     tick = time.perf_counter()
     ctx = RuleContext(graph, est, model, record)
     active: list[tuple[Rule, Finding]] = []
+    instances: list[Rule] = []
     for rule_cls in options.rules:
         rule = rule_cls(options.thresholds.get(rule_cls.code) or options.thresholds.get(rule_cls.name))
+        instances.append(rule)
         for finding in rule.check(ctx):
             active.append((rule, finding))
     report.seconds["rules"] = time.perf_counter() - tick
@@ -167,5 +169,9 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
             report.suppressed += 1
         else:
             kept.append(finding)
+    for rule in instances:  # rules that judge the suppressions themselves (GL003) run once they are known
+        hook = getattr(rule, "check_suppressions", None)
+        if hook is not None:
+            kept.extend(hook(ctx, suppressor, options.rules))
     report.findings = sorted(kept, key=lambda f: (-f.severity.rank, f.rule, f.module))
     return report

@@ -5,8 +5,10 @@ line that created a layer or ran an op, that layer or op."""
 from __future__ import annotations
 
 import fnmatch
+import io
 import linecache
 import re
+import tokenize
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -68,8 +70,11 @@ class Suppressor:
         return spots
 
     def suppressed(self, finding: Finding) -> bool:
+        parts = finding.module.split(".") if finding.module else []
+        scopes = [".".join(parts[:depth]) for depth in range(len(parts), 0, -1)] or [""]
         for pattern, codes in self.per_module_ignores.items():
-            if fnmatch.fnmatchcase(finding.module, pattern) and _applies(frozenset(codes), finding):
+            # A glob names a module and, like a class-line comment, its whole subtree.
+            if any(fnmatch.fnmatchcase(scope, pattern) for scope in scopes) and _applies(frozenset(codes), finding):
                 return True
         hit = False
         for spot in self._candidates(finding):
@@ -83,11 +88,16 @@ class Suppressor:
         return hit
 
     def scan_file(self, path: str) -> list[Suppression]:
-        """Every suppression comment in a file, so unused ones can be reported."""
+        """Every suppression comment in a file, so unused ones can be reported. Only real comments
+        count: a docstring that shows the syntax is not a suppression."""
         found = []
-        for number, line in enumerate(linecache.getlines(path), start=1):
-            if _COMMENT.search(line):
-                loc = SourceLocation(path, number)
+        try:
+            tokens = list(tokenize.generate_tokens(io.StringIO("".join(linecache.getlines(path))).readline))
+        except (tokenize.TokenError, SyntaxError):
+            return found
+        for token in tokens:
+            if token.type == tokenize.COMMENT and _COMMENT.search(token.string):
+                loc = SourceLocation(path, token.start[0])
                 codes = comment_at(loc)
                 found.append(self.seen.setdefault(loc, Suppression(loc, None if codes is None else codes)))  # type: ignore[arg-type]
         return found

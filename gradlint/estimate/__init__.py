@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -41,6 +42,17 @@ class Estimate:
     notes: dict[str, dict[str, Any]]
     unknown_ops: list[str]
     profile: list[ProfileEntry] = field(default_factory=list)
+
+    @cached_property
+    def r_scale_free(self) -> dict[str, float]:
+        """The backward pass with every normalization's 1/scale amplification removed: what is left is
+        growth that comes from the layers themselves (what an exploding-gradient rule should judge)."""
+        gains = {name: dict(g) for name, g in self.gains.items()}
+        for name, note in self.notes.items():
+            for src, gain in note.get("normalizes", {}).items():
+                if name in gains and src in gains[name]:
+                    gains[name][src] = gain
+        return _backward(self.graph, gains)
 
     def log10_rms(self, node: str) -> float | None:
         r = self.r.get(node, 0.0)
@@ -247,6 +259,9 @@ def _binary(node: NodeRecord, ctx: _Context) -> tuple[Stat, dict[str, float]]:
         a, b = node.arg(0), node.arg(1)
         sa, sb = ctx.stat(a), ctx.stat(b)
         out = Stat(sa.mean * sb.mean, sa.q * sb.q, sa.v * sb.q + sb.v * (sa.q - sa.v))
+        for x, scale, sx in ((a, b, sa), (b, a, sb)):
+            if isinstance(x, Ref) and isinstance(scale, Ref) and _is_statistic_of(ctx.graph, scale.name, x.name):
+                ctx.note(node, "normalizes", {x.name: ctx.stat(scale).q * sx.q})  # hand-written RMSNorm/LayerNorm
         g = {}
         if isinstance(a, Ref):
             g[a.name] = g.get(a.name, 0.0) + sb.q * _bcast(ctx, node, a)
@@ -269,6 +284,27 @@ def _binary(node: NodeRecord, ctx: _Context) -> tuple[Stat, dict[str, float]]:
         return ZERO, {}
     out = Stat(sum(s.mean for s in stats) / len(stats), sum(s.q for s in stats) / len(stats), sum(s.v for s in stats) / len(stats))
     return out, {t.name: 1.0 / len(stats) * _bcast(ctx, node, t) for t in tensors}
+
+
+_REDUCTIONS = {"mean", "sum", "var", "std", "norm", "linalg_vector_norm", "amax", "var_mean"}
+
+
+def _is_statistic_of(graph: ModelGraph, scale: str, x: str, hops: int = 6) -> bool:
+    """Whether `scale` is computed from a reduction of `x` within a few ops: x * rsqrt(mean(x^2) + eps)."""
+    frontier, reduced = [(scale, False)], set()
+    for _ in range(hops):
+        nxt = []
+        for name, seen_reduction in frontier:
+            node = graph[name]
+            for src in node.inputs:
+                through = seen_reduction or node.op in _REDUCTIONS
+                if src == x and through:
+                    return True
+                if (src, through) not in reduced:
+                    reduced.add((src, through))
+                    nxt.append((src, through))
+        frontier = nxt
+    return False
 
 
 def _bcast(ctx: _Context, node: NodeRecord, value: Ref) -> float:

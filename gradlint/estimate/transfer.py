@@ -177,6 +177,8 @@ def _normalised(node: NodeRecord, ctx: Context, x: Any, var: float, eps: float, 
     projection = (group - 2) / (group - 3) if group > 4 else 1.0
     gains: Gains = {}
     _add_gain(gains, x, g2 / (var + eps) * projection)
+    if isinstance(x, Ref):  # what the gain would be at unit input scale (see Estimate.r_scale_free)
+        ctx.note(node, "normalizes", {x.name: g2 * projection * (var / max(ctx.stat(x).q, 1e-30))})
     return Stat(b_mean, g2 * keep + b2, g2 * v_scale / (var + eps)), gains
 
 
