@@ -57,15 +57,24 @@ def main() -> None:
 @click.option("--rule-dir", multiple=True, type=click.Path(file_okay=False), help="Load extra rules from this directory.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="pyproject.toml to read [tool.gradlint] from.")
 @click.option("--statistics", is_flag=True, help="Print a count of findings per rule.")
+@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False), help="Report only findings not recorded in this baseline FILE.")
+@click.option("--write-baseline", type=click.Path(dir_okay=False, writable=True), help="Record the current findings in baseline FILE; later runs with --baseline report only new ones.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for target errors.")
+@click.option("--isolate", is_flag=True, help="Check each target in its own process, so a hang, crash or memory blow-up costs only that target.")
+@click.option("--isolate-timeout", type=float, default=300.0, show_default=True, help="Seconds each isolated target may take.")
+@click.option("--isolate-memory", help='Address-space limit per isolated target, e.g. "4G" (default: none).')
 def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[str, ...], ignore: tuple[str, ...],
           extend_select: tuple[str, ...], fail_on: str | None, exit_zero: bool, input_specs: tuple[str, ...],
           no_probe: bool, probe_batch: int | None, probe_timeout: float | None, probe_max_params: int | None,
-          rule_dir: tuple[str, ...], config_path: str | None, statistics: bool, verbose: bool) -> None:
+          rule_dir: tuple[str, ...], config_path: str | None, statistics: bool, verbose: bool,
+          baseline_path: str | None = None, write_baseline: str | None = None, isolate: bool = False,
+          isolate_timeout: float | None = 300.0, isolate_memory: str | None = None) -> None:
     """Check TARGETS (FILE.py:NAME, package.module:NAME, NAME(args...)); default: [tool.gradlint] targets."""
     from gradlint.inputs import InputSpec
     from gradlint.pipeline import CheckOptions, check_target
     from gradlint.registry import all_rules, select_rules
+    from gradlint import baseline
+    from gradlint import isolate as isolation
     from gradlint.report import exit_code
 
     config = _config(config_path)
@@ -77,8 +86,11 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
         chosen = select_rules(rules, _split(select) or config.select, _split(ignore) or config.ignore,
                               [*config.extend_select, *_split(extend_select)])
         cli_inputs = [InputSpec.parse(s) for s in input_specs] or None
+        known = baseline.load(baseline_path) if baseline_path else None
+        limits = isolation.Limits(isolate_timeout, isolation.parse_size(isolate_memory) if isolate_memory else None)
     except GradlintError as exc:
         raise UsageError(exc.message) from None
+    forwarded = isolation.child_arguments(click.get_current_context().params)
     err = Console(stderr=True)
     reports = []
     progress = err.is_terminal and len(names) > 1
@@ -96,12 +108,19 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
             probe_max_params=probe_max_params or config.probe_max_params, per_module_ignores=config.per_module_ignores,
             verbose=verbose,
         )
-        report = check_target(name, options)
+        report = isolation.check_isolated(name, forwarded, limits) if isolate else check_target(name, options)
         if report.error is not None and (fmt != "text" or output):
             err.print(Text("error", style="bold red") + Text(f" ({report.error.kind.value}) {name}: {report.error.message}"))
-            if verbose and report.traceback:
-                err.print(report.traceback, markup=False, highlight=False)
+        if report.error is not None and verbose and report.traceback:
+            err.print(report.traceback, markup=False, highlight=False)
         reports.append(report)
+    if write_baseline:
+        written = baseline.write(write_baseline, reports)
+        err.print(f"Wrote {written} finding{'s' if written != 1 else ''} to baseline {write_baseline}.")
+        known = baseline.load(write_baseline)
+    if known is not None:
+        dropped = baseline.apply(reports, known)
+        err.print(f"{dropped} finding{'s' if dropped != 1 else ''} baselined ({write_baseline or baseline_path}); reporting only new ones.")
     _emit(reports, fmt, output, chosen)
     if statistics:
         _statistics(reports, err)
@@ -134,6 +153,45 @@ def _statistics(reports: list[Any], console: Console) -> None:
             counts[(f.rule, f.name)] = counts.get((f.rule, f.name), 0) + 1
     for (code, name), n in sorted(counts.items()):
         console.print(f"{n:5d}  {code}  {name}", highlight=False)
+
+
+@main.command("report")
+@click.argument("targets", nargs=-1)
+@click.option("-o", "--output", default="gradlint-report.html", show_default=True, type=click.Path(dir_okay=False, writable=True), help="HTML file to write.")
+@click.option("--select", multiple=True, help="Rules to enable: codes, prefixes, names or ALL (comma-separated).")
+@click.option("--ignore", multiple=True, help="Rules to disable.")
+@click.option("--input", "input_specs", multiple=True, help='Example input as DTYPE[d0,d1,...]; repeat for several arguments.')
+@click.option("--no-probe", is_flag=True, help="Skip the measured profile (static estimate only).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="pyproject.toml to read [tool.gradlint] from.")
+def html_report(targets: tuple[str, ...], output: str, select: tuple[str, ...], ignore: tuple[str, ...],
+                input_specs: tuple[str, ...], no_probe: bool, config_path: str | None) -> None:
+    """Write one self-contained HTML report (profile chart, findings, model structure) for TARGETS."""
+    from gradlint.inputs import InputSpec
+    from gradlint.pipeline import CheckOptions, check_target
+    from gradlint.registry import all_rules, select_rules
+    from gradlint.report import html
+
+    config = _config(config_path)
+    names = list(targets) or config.targets
+    if not names:
+        raise UsageError("No targets given and none configured. Pass FILE.py:NAME, or set `targets` in [tool.gradlint] of pyproject.toml.")
+    try:
+        chosen = select_rules(all_rules(config.rule_dirs), _split(select) or config.select,
+                              _split(ignore) or config.ignore, config.extend_select)
+        specs = [InputSpec.parse(s) for s in input_specs] or None
+        reports = [check_target(name, CheckOptions(
+            rules=chosen, thresholds=config.thresholds,
+            inputs=specs or ([InputSpec.parse(s) for s in config.inputs[name]] if name in config.inputs else None),
+            probe=config.probe and not no_probe, probe_batch=config.probe_batch, probe_timeout=config.probe_timeout,
+            probe_max_params=config.probe_max_params, per_module_ignores=config.per_module_ignores)) for name in names]
+    except GradlintError as exc:
+        raise UsageError(exc.message) from None
+    Path(output).write_text(html.render(reports), encoding="utf-8")
+    failed = [r for r in reports if not r.ok]
+    for r in failed:
+        Console(stderr=True).print(Text("error", style="bold red") + Text(f" ({r.error.kind.value}) {r.target}: {r.error.message}"))
+    Console(stderr=True).print(f"Wrote {output} ({len(reports)} target{'s' if len(reports) != 1 else ''}).")
+    sys.exit(2 if failed else 0)
 
 
 @main.command("rules")

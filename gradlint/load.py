@@ -33,12 +33,20 @@ class LoadedModel:
 
 @contextmanager
 def restored_interpreter_state() -> Iterator[None]:
-    """Leave sys.path and the working directory as they were, whatever the user's code does."""
+    """Leave sys.path and the working directory as they were, whatever the user's code does, and forget
+    the modules imported from folders the target put on sys.path, so that two targets with same-named
+    sibling files (`blocks.py` in two projects) never share one."""
     saved_path = list(sys.path)
+    saved_modules = set(sys.modules)
     saved_cwd = os.getcwd()
     try:
         yield
     finally:
+        added = [os.path.abspath(p) + os.sep for p in sys.path if p and p not in saved_path]
+        for name in set(sys.modules) - saved_modules:
+            file = getattr(sys.modules.get(name), "__file__", None) or ""
+            if added and os.path.abspath(file).startswith(tuple(added)):
+                del sys.modules[name]
         sys.path[:] = saved_path
         if os.getcwd() != saved_cwd:
             os.chdir(saved_cwd)

@@ -118,8 +118,18 @@ def recording() -> Iterator[ConstructionRecord]:
             if site is not None:
                 record.sites[child] = site
 
+    module_init = nn.Module.__init__
+
+    def recording_init(module: nn.Module, *args: Any, **kwargs: Any) -> None:
+        module_init(module, *args, **kwargs)
+        site = user_frame(sys._getframe(1), skip_self=module)  # the line that constructed it
+        if site is not None:
+            record.sites[module] = site
+
     originals = {name: getattr(nn.init, name) for name in INIT_FUNCTIONS}
     with ExitStack() as stack:
+        nn.Module.__init__ = recording_init  # type: ignore[method-assign]
+        stack.callback(setattr, nn.Module, "__init__", module_init)
         handle = torch.nn.modules.module.register_module_module_registration_hook(on_register)
         stack.callback(handle.remove)
         for name, original in originals.items():

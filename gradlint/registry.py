@@ -99,7 +99,7 @@ def _specificity(selector: str, rule: type[Rule]) -> int:
     s = selector.strip()
     if s.upper() == "ALL":
         return 0
-    return 10 if s.lower() == rule.name else len(s)
+    return len(rule.code) if s.lower() == rule.name else len(s)  # a name is exactly as specific as its full code
 
 
 def select_rules(rules: list[type[Rule]], select: Iterable[str] | None, ignore: Iterable[str] = (),

@@ -157,7 +157,14 @@ def convolution(node: NodeRecord, ctx: Context) -> Result:
 @transfer("embedding")
 def embedding(node: NodeRecord, ctx: Context) -> Result:
     wm, w2 = ctx.weight(node.arg(0))
+    indices = node.arg(1)
+    source = ctx.graph[indices.name] if isinstance(indices, Ref) and hasattr(ctx, "graph") else None
+    if source is not None and source.op in _FILLS:  # one row for every token: constant across the batch
+        return Stat(wm, w2, 0.0), {}
     return Stat(wm, w2, max(w2 - wm * wm, 0.0)), {}
+
+
+_FILLS = {"zeros", "zeros_like", "ones", "ones_like", "full", "full_like", "new_zeros", "new_ones", "new_full"}
 
 
 # -- normalisation ----------------------------------------------------------------------------------
@@ -447,6 +454,8 @@ def _product(node: NodeRecord, ctx: Context, a: Any, b: Any, extra: Any = None) 
     ashape = ctx.shape(a) or (1,)
     k = ashape[-1]
     q = k * sa.q * sb.q
+    if sa.mean > 0 and abs(sa.mean * k - 1.0) < 0.05:  # rows of `a` sum to one (attention probabilities)
+        q = k * sa.q * sb.v + (sb.q - sb.v)
     mean = k * sa.mean * sb.mean
     v = k * (sa.v * sb.q + sb.v * sa.q) / 2 + 0.0
     gains: Gains = {}
@@ -522,7 +531,7 @@ def sdpa(node: NodeRecord, ctx: Context) -> Result:
     gain_sum /= len(rows)
     ctx.note(node, "logit_std", math.sqrt(logit_var))
     ctx.note(node, "keys", n_keys)
-    out_q = concentration * vs.q
+    out_q = concentration * vs.v + (vs.q - vs.v)  # a per-unit mean of v survives any averaging over keys
     dv = (ctx.shape(vn) or (1,))[-1]
     gains: Gains = {}
     _add_gain(gains, vn, n_queries * concentration / n_keys)
@@ -550,3 +559,33 @@ def constant(node: NodeRecord, ctx: Context) -> Result:
     if node.op in ("tril", "triu"):
         return ctx.stat(node.arg(0)).scaled(math.sqrt(0.5)), {_ref(node.arg(0)) or "": 0.5}
     return ZERO, {}
+
+
+@transfer("outer", "ger")
+def outer(node: NodeRecord, ctx: Context) -> Result:
+    a, b = node.arg(0), node.arg(1)
+    sa, sb = ctx.stat(a), ctx.stat(b)
+    gains: Gains = {}
+    _add_gain(gains, a, sb.q * ctx.numel(b))
+    _add_gain(gains, b, sa.q * ctx.numel(a))
+    return Stat(sa.mean * sb.mean, sa.q * sb.q, sa.v * sb.q), gains
+
+
+@transfer("einsum")
+def einsum(node: NodeRecord, ctx: Context) -> Result:
+    """Two-operand einsum as a generalised matmul: the contracted letters set the fan."""
+    equation, operands = str(node.arg(0)).replace(" ", ""), [o for o in node.arg(1) if isinstance(o, Ref)]
+    if len(operands) != 2 or "->" not in equation:
+        return ctx.stat(operands[0]) if operands else Stat(0.0, 1.0, 1.0), {o.name: 1.0 for o in operands}
+    inputs, output = equation.split("->")
+    left, right = inputs.split(",")
+    a, b = operands
+    sizes = dict(zip(left, ctx.shape(a) or ())) | dict(zip(right, ctx.shape(b) or ()))
+    contracted = math.prod(sizes.get(c, 1) for c in set(left + right) - set(output))
+    sa, sb = ctx.stat(a), ctx.stat(b)
+    gains: Gains = {}
+    _add_gain(gains, a, sb.q * node.numel * contracted / max(ctx.numel(a), 1))
+    _add_gain(gains, b, sa.q * node.numel * contracted / max(ctx.numel(b), 1))
+    q = contracted * sa.q * sb.q
+    mean = contracted * sa.mean * sb.mean
+    return Stat(mean, max(q, mean * mean), min(contracted * sa.v * sb.q, q)), gains

@@ -1,0 +1,90 @@
+"""GL003 unused-suppression: a `# gradlint: ignore` comment that silenced nothing (ruff's RUF100)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Iterator
+
+from gradlint.rule import Rule, RuleContext
+from gradlint.sources import display_path, is_user_file
+from gradlint.suppress import Suppression, Suppressor
+from gradlint.types import Finding, Risk, Severity, SourceLocation
+
+
+class UnusedSuppression(Rule):
+    code = "GL003"
+    name = "unused-suppression"
+    severity = Severity.WARNING
+    risk = Risk.OTHER
+    summary = "A `# gradlint: ignore` comment in the model's source that silenced no finding."
+    why = (
+        "A suppression outlives the problem it was written for: once the model is fixed (or the rule improves), "
+        "the stale comment keeps silencing that part of the model, so a later regression there goes unreported."
+    )
+    example = """
+class Net(nn.Module):  # gradlint: ignore
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))  # nothing to silence
+"""
+    fix = "Delete the comment, or narrow it to the codes that still fire: `# gradlint: ignore[GL101]`."
+    references = ("ruff RUF100 unused-noqa",)
+    probe_criterion = "Not probed: whether a comment silenced a finding is known without running the model."
+    VALID = ("fixtures/suppress/comments.py:ClassIgnoreCodes", "fixtures/suppress/comments.py:CreationLine")
+    INVALID = ("fixtures/suppress/comments.py:HealthyWithStaleComment",)
+
+    def check(self, ctx: RuleContext) -> Iterable[Finding]:
+        return ()  # everything happens once suppression has run, in `check_suppressions`
+
+    def check_suppressions(self, ctx: RuleContext, suppressor: Suppressor, enabled: list[type[Rule]]) -> Iterator[Finding]:
+        """Called by the pipeline after suppression, with the suppressor's used/unused state."""
+        owners = _owners(ctx)
+        keys = {r.code for r in enabled} | {r.name for r in enabled}
+        for path in sorted({loc.path for loc in owners}):
+            for entry in suppressor.scan_file(path):
+                module = owners.get(entry.location)
+                if entry.used or module is None:
+                    continue
+                judged = _judged_codes(entry, keys)
+                if judged is None:
+                    continue
+                what = "every rule" if entry.codes is None else ", ".join(judged)
+                skipped = sorted(set(entry.codes or ()) - set(judged))
+                note = f" ({', '.join(skipped)} not enabled in this run)" if skipped else ""
+                yield Finding(
+                    rule=self.code, name=self.name, severity=self.severity, risk=self.risk,
+                    message=f"This `# gradlint: ignore` comment for {what} silenced no finding in "
+                            f"{module or '<root>'}{note}; it would hide a future regression there.",
+                    module=module, path=entry.location.path, line=entry.location.line, fix=self.fix,
+                    evidence={"codes": None if entry.codes is None else sorted(entry.codes)},
+                )
+
+
+def _judged_codes(entry: Suppression, keys: set[str]) -> list[str] | None:
+    """The comment's codes this run can judge (all rules for a bare comment, []); None if none."""
+    if entry.codes is None:
+        return []
+    judged = sorted(c for c in entry.codes if c.upper() in keys or c.lower() in keys)
+    return judged or None
+
+
+def _owners(ctx: RuleContext) -> dict[SourceLocation, str]:
+    """Every user source line where a comment could silence something in this model, mapped to the
+    module it would concern: the lines of the model's own classes, and where its layers were created."""
+    owners: dict[SourceLocation, str] = {}
+    for path, module in ctx.model.named_modules():
+        site = ctx.record.site_of(module) if ctx.record is not None else None
+        if site is not None:
+            owners.setdefault(site, path)
+        cls = type(module)
+        try:
+            source = inspect.getsourcefile(cls)
+            lines, start = inspect.getsourcelines(cls)
+        except (OSError, TypeError):
+            continue
+        if source is None or not is_user_file(source):
+            continue
+        shown = display_path(source)
+        for line in range(start, start + len(lines)):
+            owners.setdefault(SourceLocation(shown, line), path)
+    return owners

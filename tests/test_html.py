@@ -1,0 +1,110 @@
+"""`gradlint report -o FILE.html`: one self-contained file with the profile chart (estimate polyline,
+probe points, threshold bands, layer labels), the findings with their source lines, and the model tree."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gradlint.cli import main
+from gradlint.pipeline import CheckOptions, check_target
+from gradlint.registry import all_rules, select_rules
+from gradlint.report import html
+
+TARGET = "fixtures/zoo/deep_sigmoid.py:DeepSigmoidMLP(depth=8)"
+
+
+class Collector(HTMLParser):
+    """Every start tag with its attributes, and the text inside the classes the tests look at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.texts: dict[str, list[str]] = {}
+        self._open: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        self.tags.append((tag, values))
+        self._open.append(values.get("class", ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._open:
+            self._open.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self._open and self._open[-1]:
+            self.texts.setdefault(self._open[-1], []).append(data)
+
+    def having(self, tag: str, cls: str | None = None) -> list[dict[str, str]]:
+        return [a for t, a in self.tags if t == tag and (cls is None or a.get("class") == cls)]
+
+
+@pytest.fixture(scope="module")
+def page() -> tuple[Collector, object, str]:
+    # Module-scoped, so it runs before conftest's per-test chdir: name the fixture by absolute path.
+    root = Path(__file__).resolve().parent.parent
+    report = check_target(f"{root}/{TARGET}", CheckOptions(rules=select_rules(all_rules(), ["GL101"]), probe=True))
+    assert report.ok, report.error and report.error.message
+    text = html.render([report])
+    parsed = Collector()
+    parsed.feed(text)
+    return parsed, report, text
+
+
+def test_profile_chart_has_one_point_per_weighted_layer(page: tuple) -> None:
+    parsed, report, _ = page
+    assert len(parsed.having("svg")) == 1
+    [line] = parsed.having("polyline", "estimate")
+    points = line["points"].split()
+    assert len(points) == len(report.graph.weighted_layers) == 9
+    ys = [float(p.split(",")[1]) for p in points]
+    assert ys[0] > ys[-1], "the first layer's gradient is far smaller, so it is drawn lower"
+
+
+def test_probe_points_and_bands_and_labels(page: tuple) -> None:
+    parsed, report, _ = page
+    measured = [p for p in report.probe.profile if p.log10_grad_rms is not None]
+    assert len(parsed.having("circle", "probe")) == len(measured) == 9
+    assert parsed.having("rect", "band vanishing") and parsed.having("rect", "band exploding")
+    assert parsed.texts["layer"] == [layer.module for layer in report.graph.weighted_layers]
+
+
+def test_findings_show_their_source_line(page: tuple) -> None:
+    parsed, report, _ = page
+    [finding] = report.findings
+    assert len(parsed.having("tr", "finding")) == 1
+    source = (Path(__file__).resolve().parent.parent / finding.path).read_text().splitlines()[finding.line - 1].strip()
+    assert parsed.texts["source"] == [source]
+    assert finding.rule in "".join(parsed.texts["error"] + parsed.texts.get("warning", []))
+
+
+def test_model_tree_marks_weighted_layers_and_activations(page: tuple) -> None:
+    parsed, report, _ = page
+    modules = [a["data-module"] for a in parsed.having("li")]
+    assert modules == list(report.graph.module_types)
+    assert len(parsed.texts["tag weighted"]) == 9
+    assert len(parsed.texts["tag activation"]) == 8
+
+
+def test_self_contained(page: tuple) -> None:
+    parsed, _, text = page
+    assert not parsed.having("script") and not parsed.having("link") and not parsed.having("img")
+    for _, attrs in parsed.tags:
+        for key in ("src", "href"):
+            assert not attrs.get(key, "").startswith(("http:", "https:", "//")), attrs
+    assert "@import" not in text and "url(" not in text
+
+
+def test_report_command_writes_the_file(tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(main, ["report", TARGET, "--select", "GL101", "--no-probe", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    parsed = Collector()
+    parsed.feed(out.read_text())
+    assert len(parsed.having("polyline", "estimate")) == 1
+    assert parsed.having("circle", "probe") == []
+    assert CliRunner().invoke(main, ["report", "fixtures/nope.py:Net", "-o", str(out)]).exit_code == 2
