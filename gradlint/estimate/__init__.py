@@ -183,6 +183,10 @@ def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = 
             else:
                 stat, node_gains = rule(node, ctx)
         node_gains.pop("", None)
+        if not all(math.isfinite(x) for x in (stat.mean, stat.q, stat.v, *node_gains.values())):
+            unknown.append(f"{node.op} (non-finite statistics)")  # never let one op poison the whole profile
+            stat = stat if all(math.isfinite(x) for x in (stat.mean, stat.q, stat.v)) else UNIT
+            node_gains = {k: (g if math.isfinite(g) else 1.0) for k, g in node_gains.items()}
         ctx.stats[node.name] = stat
         gains[node.name] = node_gains
     r = _backward(graph, gains)

@@ -553,6 +553,8 @@ def constant(node: NodeRecord, ctx: Context) -> Result:
     if node.op in ("full", "full_like", "new_full"):
         value = node.arg(1, "fill_value", 0.0)
         value = float(value) if isinstance(value, (int, float)) else 0.0
+        if not math.isfinite(value):  # an additive attention mask: -inf where masked, 0 elsewhere
+            return ZERO, {}
         return Stat(value, value * value, 0.0), {}
     if node.op in ("randn", "randn_like"):
         return Stat(0.0, 1.0, 1.0), {}

@@ -1,0 +1,121 @@
+"""GL104 deep-plain-stack: a long run of weighted layers with no normalization and no skip path, whose
+estimated gradient has already drifted far from 1 at its bottom."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from gradlint.graph import NodeKind
+from gradlint.rule import Rule, RuleContext
+from gradlint.types import Finding, Risk, Severity
+
+_NORM_OPS = {"rsqrt", "norm", "renorm", "normalize", "weight_norm", "_weight_norm"}
+_MERGE_OPS = {"add", "sub", "cat", "concat", "stack", "mul", "div", "where", "maximum", "minimum"}
+
+
+def _normalizes(op: str) -> bool:
+    """batch_norm, layer_norm, group_norm, instance_norm, rms_norm (fused or decomposed to rsqrt)."""
+    return "norm" in op or op in _NORM_OPS
+
+
+class DeepPlainStack(Rule):
+    code = "GL104"
+    name = "deep-plain-stack"
+    severity = Severity.WARNING
+    risk = Risk.VANISHING
+    summary = "Many weighted layers in a row with neither normalization nor skip connections, and the gradient drifts."
+    why = (
+        "In a plain stack every layer multiplies the backward signal by its own gain, so any per-layer gain "
+        "off 1 (an init a little too small for the activation, a slope below 1) compounds geometrically with "
+        "depth: 30 layers at gain 0.7 lose 4.6 decades. Normalization re-centres the signal at every layer and "
+        "residual connections give the gradient an identity path around the stack; without either, depth "
+        "alone turns a small mismatch into a vanishing (or exploding) gradient. A deep plain stack with an "
+        "exactly matched init is fine, so this rule also requires the estimate to have drifted."
+    )
+    example = """
+layers = []
+for _ in range(30):
+    layers += [nn.Linear(128, 128), nn.ReLU()]    # xavier or default init: gain 0.5 per layer
+model = nn.Sequential(*layers)
+"""
+    fix = (
+        "Add normalization before each activation (`nn.Linear(d, d), nn.LayerNorm(d), nn.ReLU()` or "
+        "`nn.BatchNorm1d(d)`), or make blocks residual (`x = x + block(x)`), or initialise for the "
+        "activation (`nn.init.kaiming_normal_(layer.weight, nonlinearity='relu')`)."
+    )
+    references = (
+        "He et al. 2016, Deep Residual Learning for Image Recognition",
+        "Ioffe & Szegedy 2015, Batch Normalization",
+        "Schoenholz et al. 2017, Deep Information Propagation",
+    )
+    probe_criterion = (
+        "Confirmed when the measured log10 gradient RMS changes from the top to the bottom of the stack by more "
+        "than `min_decades / 2` in the estimated direction; refuted otherwise."
+    )
+    options = {"min_depth": 20, "min_decades": 1.5}
+    VALID = ("fixtures/cases/healthy.py:ReLUHe", "fixtures/zoo/resnet.py:ResNet", "fixtures/cases/healthy.py:PlainBNCNN56",
+             "fixtures/zoo/vgg.py:VGG")
+    INVALID = ("fixtures/cases/failures.py:DeepReLUXavier", "fixtures/cases/mlp.py:MLP(depth=30, act='tanh')")
+
+    def check(self, ctx: RuleContext) -> Iterator[Finding]:
+        graph, est = ctx.graph, ctx.estimate
+        outputs = {layer.output: layer for layer in graph.weighted_layers}
+        _, path = graph.longest_path({name: 1.0 for name in outputs})
+        segments: list[list[Any]] = [[]]
+        for name in path:
+            node = graph[name]
+            if node.kind is NodeKind.OP and (_normalizes(node.op) or _merges(ctx, name)):
+                segments.append([])
+            elif name in outputs:
+                segments[-1].append(outputs[name])
+        stack = max(segments, key=len)
+        if len(stack) < int(self.opts["min_depth"]):
+            return
+        bottom, top = stack[0], stack[-1]
+        low, high = est.log10_rms(bottom.output), est.log10_rms(top.output)
+        if low is None or high is None or abs(low - high) <= float(self.opts["min_decades"]):
+            return  # deep but matched: the gradient arrives at the bottom as it left the top
+        vanishing = low < high
+        direction = "vanishes" if vanishing else "explodes"
+        kinds = sorted({layer.kind for layer in stack})
+        message = (
+            f"{len(stack)} weighted layers ({', '.join(kinds)}) from {bottom.module} to {top.module} form one plain stack "
+            f"with no normalization and no skip path, and the gradient {direction} along it: {bottom.module} receives "
+            f"10^{low:.1f} of the output gradient (10^{low - high:+.1f} across the stack). "
+        )
+        message += ("SGD will not train the early layers; adaptive optimizers partly compensate. " if vanishing else
+                    "Early layers get huge, unstable updates; expect loss spikes or NaNs at the first steps. ")
+        message += "Add normalization or residual connections, or an init matched to the activation."
+        yield self.finding(
+            ctx, bottom.module, message, fix=self.fix, risk=Risk.VANISHING if vanishing else Risk.EXPLODING,
+            evidence={"depth": len(stack), "bottom": bottom.module, "top": top.module,
+                      "estimated_log10": round(low, 3), "estimated_drift": round(low - high, 3)},
+        )
+
+    def confirm(self, finding: Finding, probe: Any) -> bool | None:
+        entry = next((p for p in getattr(probe, "profile", []) if p.module == finding.evidence.get("bottom")), None)
+        if entry is None:
+            return None
+        if entry.zero:
+            return finding.evidence["estimated_drift"] < 0
+        if entry.log10_grad_rms is None:
+            return None if not entry.nonfinite else finding.evidence["estimated_drift"] > 0
+        measured = entry.log10_grad_rms
+        finding.evidence["measured_log10"] = round(measured, 3)
+        top = next((p for p in probe.profile if p.module == finding.evidence.get("top")), None)
+        if top is None or top.log10_grad_rms is None:
+            return None
+        drift = measured - top.log10_grad_rms
+        half = float(self.opts["min_decades"]) / 2
+        return drift < -half if finding.evidence["estimated_drift"] < 0 else drift > half
+
+
+def _merges(ctx: RuleContext, name: str) -> bool:
+    """Two or more computed tensors meet here (a residual add, a concat, a gate): a skip or a branch."""
+    node = ctx.graph[name]
+    if node.op not in _MERGE_OPS or name in ctx.estimate.pointwise:
+        return False  # a pointwise function of one tensor (x * sigmoid(x)) is not a merge
+    computed = {src for src in node.inputs
+                if ctx.graph[src].kind in (NodeKind.OP, NodeKind.INPUT) and ctx.graph[src].shape not in (None, ())}
+    return len(computed) >= 2
