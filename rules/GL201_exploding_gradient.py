@@ -1,0 +1,99 @@
+"""GL201 exploding-gradient: the estimated gradient at some layer is far larger than at the output."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+from gradlint.rule import Rule, RuleContext
+from gradlint.types import Finding, ProfileEntry, Risk, Severity
+
+
+class ExplodingGradient(Rule):
+    code = "GL201"
+    name = "exploding-gradient"
+    severity = Severity.WARNING
+    risk = Risk.EXPLODING
+    summary = "The predicted gradient at some layer is many times larger than the gradient at the model's output."
+    why = (
+        "When each layer multiplies the backward signal by more than one (weights initialised too large, a chaotic "
+        "tanh network, batch norm without skips), the gradient grows geometrically towards the input. The early "
+        "layers then take steps orders of magnitude larger than the late ones: a learning rate small enough for them "
+        "leaves the rest of the network frozen, and a larger one makes the loss spike or turn NaN."
+    )
+    example = """
+layers = []
+for _ in range(20):
+    lin = nn.Linear(128, 128)
+    nn.init.normal_(lin.weight, std=3.0 / 128 ** 0.5)   # 3x too large for ReLU
+    layers += [lin, nn.ReLU()]
+model = nn.Sequential(*layers)
+"""
+    fix = (
+        "Initialise each weight layer for its activation so the gain per layer is one: "
+        "`nn.init.kaiming_normal_(layer.weight, nonlinearity='relu')` before ReLU, "
+        "`nn.init.xavier_normal_(layer.weight, gain=nn.init.calculate_gain('tanh'))` before tanh; add "
+        "`nn.LayerNorm(width)` or residual connections (`x = x + block(x)`) to deep stacks; and clip during "
+        "training with `torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)`."
+    )
+    references = (
+        "Pascanu, Mikolov & Bengio 2013, On the difficulty of training recurrent neural networks",
+        "He et al. 2015, Delving deep into rectifiers (the init that keeps the gain per layer at one)",
+        "Poole et al. 2016; Schoenholz et al. 2017, Deep information propagation (the chaotic phase)",
+    )
+    probe_criterion = (
+        "Confirmed when the measured gradient RMS at the peak layer is above `max_log10 - 1` decades relative to "
+        "the output gradient, or is NaN/Inf."
+    )
+    # Judged on the estimator's scale-free profile (normalizations' 1/scale amplification removed): a norm
+    # that rescales a small residual stream (pre-LN transformers at std 0.02, LLaMA-7B: 10^4 at the
+    # embedding) or a BN stack (GL202's business) raises the raw profile without any layer exploding.
+    options = {"max_log10": math.log10(70), "error_log10": 4.0}
+    VALID = ("fixtures/cases/healthy.py:PlainBNCNN56", "fixtures/zoo/resnet.py:ResNet", "fixtures/zoo/vgg.py:VGG",
+             "fixtures/zoo/gpt2.py:GPT2", "fixtures/zoo/llama.py:Llama(n_layers=8)")
+    INVALID = ("fixtures/cases/failures.py:ChaoticTanh", "fixtures/cases/failures.py:LargeInitReLU")
+
+    def check(self, ctx: RuleContext) -> Iterator[Finding]:
+        r = ctx.estimate.r_scale_free
+        profile = [
+            ProfileEntry(layer.module, layer.kind, 0.5 * math.log10(r[layer.output]))
+            for layer in ctx.graph.weighted_layers if r.get(layer.output, 0.0) > 0 and math.isfinite(r[layer.output])
+        ]
+        if not profile:
+            return
+        peak = max(profile, key=lambda p: p.log10_grad_rms or 0.0)
+        top = peak.log10_grad_rms or 0.0
+        if top <= self.opts["max_log10"]:
+            return
+        # The step where the gradient rises most going backwards: layer i receives more than layer i + 1.
+        steep, rise = peak, 0.0
+        for earlier, later in zip(profile, profile[1:]):
+            step = (earlier.log10_grad_rms or 0.0) - (later.log10_grad_rms or 0.0)
+            if step > rise:
+                steep, rise = earlier, step
+        severity = Severity.ERROR if top > self.opts["error_log10"] else Severity.WARNING
+        message = (
+            f"The estimated gradient at {peak.module} ({peak.kind}), not counting what normalization layers rescale, "
+            f"is 10^{top:.1f} times the gradient at the model's output (threshold 10^{self.opts['max_log10']:.1f}); it rises most at {steep.module} "
+            f"(x10^{rise:.2f} over the next layer). Early layers will take steps far larger than late ones"
+        )
+        if severity is Severity.ERROR:
+            message += ", and the loss is likely to spike or become NaN in the first steps"
+        yield self.finding(
+            ctx, steep.module, message + ".", fix=self.fix, severity=severity,
+            evidence={"peak_layer": peak.module, "estimated_log10": round(top, 3), "steepest_layer": steep.module,
+                      "steepest_rise": round(rise, 3)},
+        )
+
+    def confirm(self, finding: Finding, probe: object) -> bool | None:
+        if getattr(probe, "nonfinite", False):
+            return True
+        measured = {p.module: p for p in getattr(probe, "profile", [])}.get(finding.evidence.get("peak_layer"))
+        if measured is None:
+            return None
+        if measured.nonfinite:
+            return True
+        if measured.log10_grad_rms is None:
+            return None
+        finding.evidence["measured_log10"] = round(measured.log10_grad_rms, 3)
+        return measured.log10_grad_rms > self.opts["max_log10"] - 1.0

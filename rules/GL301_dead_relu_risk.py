@@ -1,0 +1,128 @@
+"""GL301 dead-relu-risk: ReLU-family activations whose inputs are mostly negative at initialisation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+
+from gradlint.estimate.pointwise import PointwiseResolver
+from gradlint.graph import NodeKind
+from gradlint.rule import Rule, RuleContext
+from gradlint.types import Finding, Risk, Severity
+
+# Where a ReLU-family composite is tested: flat (zero derivative) left of 0, sloped just right of it.
+_LEFT = (-2.0, -0.5)
+_RIGHT = 0.5
+
+
+class DeadReLURisk(Rule):
+    code = "GL301"
+    name = "dead-relu-risk"
+    severity = Severity.WARNING
+    risk = Risk.DEAD_UNITS
+    summary = "A ReLU-family activation whose pre-activation is mostly negative at init: its units start dead."
+    why = (
+        "ReLU passes no gradient where its input is negative. If a negative bias or a shifted input puts most of the "
+        "pre-activation distribution below zero, most units output zero for every example: their incoming weights "
+        "get no gradient and never recover (the dying-ReLU problem), and the layers below receive almost no signal."
+    )
+    example = """
+lin = nn.Linear(128, 128)
+nn.init.constant_(lin.bias, -3.0)   # pre-activations ~ N(-3, 2): 98% negative
+block = nn.Sequential(lin, nn.ReLU())
+"""
+    fix = (
+        "Centre the pre-activations at zero: `nn.init.zeros_(layer.bias)` (or a small positive bias, "
+        "`nn.init.constant_(layer.bias, 0.01)`), normalize before the activation (`nn.BatchNorm1d(width)` / "
+        "`nn.LayerNorm(width)`), or use an activation with a gradient on the left (`nn.LeakyReLU(0.01)`, `nn.GELU()`)."
+    )
+    references = (
+        "Lu et al. 2020, Dying ReLU and initialization: theory and numerical examples",
+        "Maas, Hannun & Ng 2013, Rectifier nonlinearities improve neural network acoustic models (leaky ReLU)",
+    )
+    probe_criterion = (
+        "Confirmed when the probe measures more than half of the activation's units dead (never positive over the "
+        "batch), at the nn.ReLU module or at the weighted layer feeding it."
+    )
+    options = {"min_active": 0.1}
+    VALID = ("fixtures/cases/healthy.py:ReLUPositiveBias", "fixtures/cases/healthy.py:ReLUHe",
+             "fixtures/zoo/resnet.py:ResNet")
+    INVALID = ("fixtures/cases/failures.py:DeadReLU",)
+
+    def check(self, ctx: RuleContext) -> Iterator[Finding]:
+        graph, est = ctx.graph, ctx.estimate
+        resolver = PointwiseResolver(graph)
+        for name, info in est.pointwise.items():
+            if name not in graph.live or not _rectifies(resolver, name, info.root):
+                continue
+            h = info.input
+            std = math.sqrt(h.var)
+            active = _normal_cdf(h.mean / std) if std > 0 else float(h.mean > 0)
+            if active >= self.opts["min_active"]:
+                continue
+            node = graph[name]
+            layer = _layer_feeding(ctx, info.root)
+            source = f"the output of {layer}" if layer else "its input"
+            message = (
+                f"{node.module or '<root>'} ({node.op}) receives {source} with mean {h.mean:.2f} and std {std:.2f} at "
+                f"init, so only {active:.1%} of its inputs are positive (threshold {self.opts['min_active']:.0%}): "
+                f"most units output zero, pass no gradient and may never recover. Centre the pre-activation, e.g. "
+                f"`nn.init.zeros_({_ref(layer)}.bias)`, or normalize before the activation."
+            )
+            yield self.finding(
+                ctx, node.module, message, node=node, fix=self.fix,
+                evidence={"active_fraction": round(active, 4), "input_mean": round(h.mean, 4),
+                          "input_std": round(std, 4), "layer": layer},
+            )
+
+    def confirm(self, finding: Finding, probe: object) -> bool | None:
+        measure = getattr(probe, "activations", {}).get(finding.module)
+        if measure is None or measure.kind not in ("ReLU", "ReLU6"):
+            measure = getattr(probe, "layers", {}).get(finding.evidence.get("layer"))
+        if measure is None:
+            return None
+        finding.evidence["measured_dead_fraction"] = round(measure.dead_fraction, 4)
+        return measure.dead_fraction > 0.5
+
+
+def _rectifies(resolver: PointwiseResolver, name: str, root: str) -> bool:
+    """The composite's derivative is exactly zero left of 0 and positive right of it (relu, relu6, clamp(min=0))."""
+    points = torch.tensor([*_LEFT, _RIGHT], dtype=torch.float64, requires_grad=True)
+    try:
+        with torch.enable_grad():
+            out = resolver.composite(name, root)(points.clone())
+            (grad,) = torch.autograd.grad(out.sum(), points, allow_unused=True)
+    except Exception:  # not evaluable on three float64 points: not judged
+        return False
+    return grad is not None and bool((grad[:-1] == 0).all()) and bool(grad[-1] > 0)
+
+
+def _normal_cdf(z: float) -> float:
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+def _layer_feeding(ctx: RuleContext, root: str) -> str | None:
+    """The nearest weighted layer upstream of the activation's input, through non-weighted ops."""
+    outputs = {layer.output: layer.module for layer in ctx.graph.weighted_layers}
+    frontier, seen = [root], {root}
+    while frontier:
+        name = frontier.pop(0)
+        if name in outputs:
+            return outputs[name]
+        for src in ctx.graph[name].inputs:
+            if src not in seen and ctx.graph[src].kind is NodeKind.OP:
+                seen.add(src)
+                frontier.append(src)
+    return None
+
+
+def _ref(layer: str | None) -> str:
+    """How the user's code would name the layer: `model.net[0]` for `net.0`."""
+    if not layer:
+        return "layer"
+    parts = ["model"]
+    for part in layer.split("."):
+        parts.append(f"[{part}]" if part.isdigit() else f".{part}")
+    return "".join(parts)
