@@ -283,6 +283,8 @@ def _measure(twin: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, s
             continue
         grad = grad_of.get(id(out))
         entry = _entry(path, kind, grad, g_rms)
+        if not bool(torch.isfinite(out.detach()).all()):  # the contract: a nonfinite forward is null too
+            entry = ProfileEntry(path, kind, None, nonfinite=True)
         nonfinite_any = nonfinite_any or entry.nonfinite
         measure = LayerMeasure(path, kind, entry.log10_grad_rms, entry.zero, entry.nonfinite)
         o = out.detach().double()

@@ -54,16 +54,12 @@ model = nn.Sequential(*layers)
     INVALID = ("fixtures/cases/failures.py:ChaoticTanh", "fixtures/cases/failures.py:LargeInitReLU")
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
-        r = ctx.estimate.r_scale_free
-        profile = [
-            ProfileEntry(layer.module, layer.kind, 0.5 * math.log10(r[layer.output]))
-            for layer in ctx.graph.weighted_layers if r.get(layer.output, 0.0) > 0 and math.isfinite(r[layer.output])
-        ]
-        if not profile:
+        profile = [p for p in ctx.estimate.profile if p.log10_grad_rms is not None and math.isfinite(p.log10_grad_rms)]
+        if len(profile) < 2:
             return
         peak = max(profile, key=lambda p: p.log10_grad_rms or 0.0)
         top = peak.log10_grad_rms or 0.0
-        if top <= self.opts["max_log10"]:
+        if top <= self.opts["max_log10"] or not self._layers_explode(ctx, profile, top):
             return
         # The step where the gradient rises most going backwards: layer i receives more than layer i + 1.
         steep, rise = peak, 0.0
@@ -84,6 +80,22 @@ model = nn.Sequential(*layers)
             evidence={"peak_layer": peak.module, "estimated_log10": round(top, 3), "steepest_layer": steep.module,
                       "steepest_rise": round(rise, 3)},
         )
+
+    def _layers_explode(self, ctx: RuleContext, profile: list[ProfileEntry], top: float) -> bool:
+        """Growth that the layers themselves compound, not a normalization rescaling a small signal: the
+        scale-free profile (normalizations' amplification removed) must also pass the threshold, and the
+        growth must be geometric in depth (at least 40% of it in the output-side half of the layers), unlike a
+        pre-LN transformer whose small residual stream makes the first few blocks' gradients large."""
+        r = ctx.estimate.r_scale_free
+        outputs = {layer.module: layer.output for layer in ctx.graph.weighted_layers}
+        scale_free = [0.5 * math.log10(r[outputs[p.module]]) for p in profile
+                      if r.get(outputs.get(p.module, ""), 0.0) > 0 and math.isfinite(r[outputs[p.module]])]
+        if not scale_free or max(scale_free) <= self.opts["max_log10"]:
+            return False
+        half = profile[len(profile) // 2:]
+        late_growth = max(p.log10_grad_rms or 0.0 for p in half) - (profile[-1].log10_grad_rms or 0.0)
+        total_growth = top - (profile[-1].log10_grad_rms or 0.0)
+        return total_growth > 0 and late_growth >= 0.4 * total_growth
 
     def confirm(self, finding: Finding, probe: object) -> bool | None:
         if getattr(probe, "nonfinite", False):

@@ -119,7 +119,7 @@ def _unnormalized_residual_adds(ctx: RuleContext) -> Iterator[tuple[str, str]]:
         for skip, branch in ((refs[0], refs[1]), (refs[1], refs[0])):
             if nx.has_path(graph.nx, skip, branch):
                 inside = graph.between(skip, node.name)
-                if not any(graph[n].op in NORMS for n in inside):
+                if not any(graph[n].op in NORMS or n in ctx.estimate.normalizers for n in inside):
                     yield node.name, skip
                 break
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import sysconfig
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +23,9 @@ from gradlint.types import ErrorKind, GradlintError
 METHODS = (("torch.export", capture_export), ("eager-recording", capture_eager))
 # torch logs a full traceback at ERROR level when fake-tensor propagation fails; the failure is ours to report
 _NOISY_LOGGERS = ("torch._subclasses.fake_tensor",)
-_LIBRARY_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (torch, logging))
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_STDLIB_DIR = sysconfig.get_paths()["stdlib"] + os.sep
+_SITE_DIRS = tuple({sysconfig.get_paths()[k] + os.sep for k in ("purelib", "platlib")})
 
 
 def capture(model: nn.Module, inputs: tuple[Any, ...]) -> ModelGraph:
@@ -78,7 +81,8 @@ def _user_frame(exc: BaseException) -> str | None:
     found = None
     for frame in traceback.extract_tb(exc.__traceback__):
         path = os.path.abspath(frame.filename)
-        if not path.startswith((own, *_LIBRARY_DIRS)) and os.path.isfile(path):
+        library = path.startswith((own, _TORCH_DIR)) or (path.startswith(_STDLIB_DIR) and not path.startswith(_SITE_DIRS))
+        if not library and os.path.isfile(path):
             found = f"{os.path.relpath(path)}:{frame.lineno}"
     return found
 

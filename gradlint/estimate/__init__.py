@@ -44,6 +44,11 @@ class Estimate:
     profile: list[ProfileEntry] = field(default_factory=list)
 
     @cached_property
+    def normalizers(self) -> frozenset[str]:
+        """Nodes that divide a tensor by its own scale: norm ops and hand-written RMSNorm/LayerNorm."""
+        return frozenset(name for name, note in self.notes.items() if "normalizes" in note)
+
+    @cached_property
     def r_scale_free(self) -> dict[str, float]:
         """The backward pass with every normalization's 1/scale amplification removed: what is left is
         growth that comes from the layers themselves (what an exploding-gradient rule should judge)."""

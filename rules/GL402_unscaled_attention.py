@@ -1,0 +1,222 @@
+"""GL402 unscaled-attention: q @ k^T logits reach the softmax without 1/sqrt(d), so it saturates at init."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+from gradlint.graph import NodeKind, NodeRecord, Ref
+from gradlint.rule import Rule, RuleContext
+from gradlint.types import Finding, Risk, Severity
+
+PRODUCTS = {"matmul", "bmm", "einsum"}
+# Ops between the score product and the softmax that neither rescale nor end the logit path (masks, biases).
+LOGIT_PATH = {"view", "reshape", "_unsafe_view", "permute", "transpose", "contiguous", "clone", "add", "sub",
+              "masked_fill", "where", "dropout", "native_dropout", "_to_copy", "alias", "expand", "unsqueeze",
+              "squeeze", "float", "to", "type_as"}
+# Ops between a projection and the score product that keep the operand an activation.
+OPERAND_PATH = {"view", "reshape", "_unsafe_view", "permute", "transpose", "t", "contiguous", "clone", "split",
+                "split_with_sizes", "chunk", "unbind", "getitem", "select", "slice", "_to_copy", "alias",
+                "expand", "unsqueeze", "squeeze"}
+SCALES = {"mul", "div", "true_divide"}
+SDPA = {"scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_attention_math"}
+
+
+class UnscaledAttention(Rule):
+    code = "GL402"
+    name = "unscaled-attention"
+    severity = Severity.WARNING
+    risk = Risk.VANISHING
+    summary = "Attention logits q @ k^T reach the softmax without the 1/sqrt(d) scaling and saturate it."
+    why = (
+        "The dot product of two d-dimensional vectors with unit-variance entries has standard deviation sqrt(d). "
+        "Without dividing by sqrt(d) the attention logits span tens of units, the softmax puts nearly all its "
+        "mass on one key, and its Jacobian p_i(delta_ij - p_j) is close to zero: the query and key projections "
+        "receive almost no gradient and attention collapses to a hard, untrainable lookup (entropy collapse)."
+    )
+    example = """
+scores = q @ k.transpose(-2, -1)             # std ~ sqrt(d_head)
+attn = torch.softmax(scores, dim=-1) @ v
+"""
+    fix = (
+        "Scale the scores: `scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])`, or use "
+        "`F.scaled_dot_product_attention(q, k, v)` with its default scale; if you leave the scaling out on "
+        "purpose (as T5 does), shrink the query/key init by the same factor (`std = d_model ** -0.5` on q)."
+    )
+    references = (
+        "Vaswani et al. 2017, Attention is all you need, section 3.2.1",
+        "Zhai et al. 2023, Stabilizing transformer training by preventing attention entropy collapse",
+    )
+    probe_criterion = (
+        "Confirmed when the query and key projections (separate layers) receive a measured gradient at least "
+        "`min_qk_decades` decades below the value projection's; otherwise the probe cannot tell (None)."
+    )
+    # max_logit_std: predicted logit std above which softmax is near one-hot; max_scale_ratio: an explicit SDPA
+    # `scale` this many times 1/sqrt(d) counts as missing the scaling.
+    options = {"max_logit_std": 3.0, "max_scale_ratio": 2.0, "min_qk_decades": 0.5}
+    VALID = ("fixtures/cases/healthy.py:ScaledAttention", "fixtures/zoo/gpt2.py:GPT2", "fixtures/zoo/vit.py:ViT",
+             "fixtures/zoo/bert.py:BERT", "fixtures/zoo/t5.py:T5")
+    INVALID = ("fixtures/cases/failures.py:UnscaledAttention",)
+
+    def check(self, ctx: RuleContext) -> Iterator[Finding]:
+        graph = ctx.graph
+        by_line: dict[object, list[Finding]] = {}
+        for node in graph.ops():
+            if node.name not in graph.live:
+                continue
+            if node.op in SDPA:
+                finding = self._check_sdpa(ctx, node)
+            elif node.op in ("softmax", "_softmax", "_safe_softmax"):
+                finding = self._check_softmax(ctx, node)
+            else:
+                continue
+            if finding is not None:
+                by_line.setdefault((finding.path, finding.line), []).append(finding)
+        for group in by_line.values():  # one finding per source line, not one per repeated block
+            first = group[0]
+            if len(group) > 1:
+                first.message += f" The same holds in {len(group) - 1} more attention layer(s) up to {group[-1].module}."
+                first.evidence["modules"] = [f.module for f in group]
+                first.evidence["max_logit_std"] = max(f.evidence["logit_std"] for f in group)
+            yield first
+
+    def _check_softmax(self, ctx: RuleContext, node: NodeRecord) -> Finding | None:
+        graph, est = ctx.graph, ctx.estimate
+        product = _score_product(ctx, node.name)
+        if product is None:
+            return None
+        operands = [_operand_source(ctx, ref.name) for ref in product.args[:2] if isinstance(ref, Ref)]
+        if len(operands) != 2 or any(src is None for src, _ in operands) or any(scaled for _, scaled in operands):
+            return None  # a weight operand (a classifier), or q/k scaled before the product
+        notes = est.notes.get(node.name, {})
+        logit_std = notes.get("logit_std")
+        if logit_std is None or not math.isfinite(logit_std):  # a -inf mask: judge the unmasked scores
+            stat = est.stats.get(product.name)
+            logit_std = math.sqrt(stat.var) if stat is not None and math.isfinite(stat.var) else None
+        if logit_std is None or logit_std <= self.opts["max_logit_std"]:
+            return None
+        d = (graph[product.args[0].name].shape or (1,))[-1]
+        keys = notes.get("keys") or (node.shape or (1,))[-1]
+        scaled_std = logit_std / math.sqrt(d)
+        where = node.module or "<root>"
+        message = (
+            f"Attention in {where} feeds q @ k^T to the softmax without 1/sqrt(d) scaling (d = {d}): the predicted "
+            f"logit std is {logit_std:.1f} (it would be {scaled_std:.2f} scaled), so over {keys} keys the softmax "
+            f"starts near one-hot and passes almost no gradient to the query and key projections. Divide the scores "
+            f"by math.sqrt({d}) or use F.scaled_dot_product_attention."
+        )
+        return _at_op(node, self.finding(ctx, node.module, message, node=node, fix=self.fix, evidence={
+            "logit_std": round(logit_std, 3), "scaled_logit_std": round(scaled_std, 3), "head_dim": d,
+            "keys": keys, **_qkv_layers(ctx, product, node)}))
+
+    def _check_sdpa(self, ctx: RuleContext, node: NodeRecord) -> Finding | None:
+        scale = node.kwargs.get("scale")
+        if scale is None and len(node.args) > 6:
+            scale = node.args[6]
+        if not isinstance(scale, (int, float)) or not isinstance(node.arg(0), Ref):
+            return None
+        d = (ctx.graph[node.arg(0).name].shape or (1,))[-1]
+        ratio = float(scale) * math.sqrt(d)
+        logit_std = ctx.estimate.notes.get(node.name, {}).get("logit_std")
+        if ratio < self.opts["max_scale_ratio"] or logit_std is None or not logit_std > self.opts["max_logit_std"]:
+            return None
+        where = node.module or "<root>"
+        message = (
+            f"scaled_dot_product_attention in {where} is called with scale={scale:g}, {ratio:.1f}x the default "
+            f"1/sqrt({d}): the predicted logit std is {logit_std:.1f} (it would be {logit_std / ratio:.2f} with the "
+            f"default), so the softmax starts near one-hot and its gradient vanishes. Drop the `scale` argument."
+        )
+        return _at_op(node, self.finding(ctx, node.module, message, node=node, fix=self.fix, evidence={
+            "logit_std": round(logit_std, 3), "scaled_logit_std": round(logit_std / ratio, 3), "head_dim": d,
+            "scale": scale}))
+
+    def confirm(self, finding: Finding, probe: object) -> bool | None:
+        profile = {p.module: p.log10_grad_rms for p in getattr(probe, "profile", [])}
+        q, k, v = (profile.get(finding.evidence.get(f"{x}_layer")) for x in "qkv")
+        if q is None or k is None or v is None:
+            return None
+        gap = v - max(q, k)
+        finding.evidence["measured_qk_below_v_decades"] = round(gap, 3)
+        return True if gap >= self.opts["min_qk_decades"] else None
+
+
+def _at_op(node: NodeRecord, finding: Finding) -> Finding:
+    """Point at the line computing the scores, where the fix goes, rather than where the module was built."""
+    if node.location is not None:
+        finding.path, finding.line = node.location.path, node.location.line
+    return finding
+
+
+def _is_constant(ctx: RuleContext, value: object) -> bool:
+    if isinstance(value, (int, float)):
+        return True
+    if isinstance(value, Ref):
+        node = ctx.graph[value.name]
+        return node.kind is not NodeKind.OP and node.numel <= 1
+    return False
+
+
+def _is_scale(ctx: RuleContext, node: NodeRecord) -> bool:
+    return node.op in SCALES and any(_is_constant(ctx, a) for a in node.args[:2])
+
+
+def _score_product(ctx: RuleContext, start: str) -> NodeRecord | None:
+    """The activation-by-activation product whose result reaches `start` with no constant rescaling."""
+    graph = ctx.graph
+    stack, seen = [graph[start].arg(0)], set()
+    while stack:
+        ref = stack.pop()
+        if not isinstance(ref, Ref) or ref.name in seen:
+            continue
+        seen.add(ref.name)
+        node = graph[ref.name]
+        if node.kind is not NodeKind.OP or _is_scale(ctx, node):
+            continue
+        if node.op in PRODUCTS:
+            return node
+        if node.op in LOGIT_PATH:
+            stack.extend(a for a in node.args if isinstance(a, Ref))
+    return None
+
+
+def _operand_source(ctx: RuleContext, name: str) -> tuple[str | None, bool]:
+    """The op producing a score operand (None for a weight) and whether it was rescaled on the way."""
+    graph, scaled = ctx.graph, False
+    node = graph[name]
+    while node.kind is NodeKind.OP and (node.op in OPERAND_PATH or _is_scale(ctx, node)):
+        scaled = scaled or _is_scale(ctx, node)
+        refs = [a for a in node.args if isinstance(a, Ref) and graph[a.name].kind is not NodeKind.CONSTANT
+                and not _is_constant(ctx, a)]
+        if not refs:
+            break
+        node = graph[refs[0].name]
+    return (node.name if node.kind in (NodeKind.OP, NodeKind.INPUT) else None), scaled
+
+
+def _qkv_layers(ctx: RuleContext, product: NodeRecord, softmax: NodeRecord) -> dict[str, str]:
+    """The weighted layers producing q, k and v when they are separate layers (the probe compares them)."""
+    layers = {layer.output: layer.module for layer in ctx.graph.weighted_layers}
+    found: dict[str, str] = {}
+    for key, ref in zip("qk", product.args[:2]):
+        src, _ = _operand_source(ctx, ref.name)
+        if src in layers:
+            found[f"{key}_layer"] = layers[src]
+    for user in _users_through(ctx, softmax.name):
+        if user.op in PRODUCTS:
+            other = [a for a in user.args[:2] if isinstance(a, Ref)][-1]
+            src, _ = _operand_source(ctx, other.name)
+            if src in layers:
+                found["v_layer"] = layers[src]
+    return found if len(set(found.values())) == 3 else {}
+
+
+def _users_through(ctx: RuleContext, name: str) -> list[NodeRecord]:
+    """Users of `name`, looking through dropout and dtype casts."""
+    out = []
+    for user in ctx.graph.users(name):
+        if user.op in ("dropout", "native_dropout", "_to_copy", "getitem", "type_as", "to"):
+            out.extend(_users_through(ctx, user.name))
+        else:
+            out.append(user)
+    return out
