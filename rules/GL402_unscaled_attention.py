@@ -57,7 +57,7 @@ attn = torch.softmax(scores, dim=-1) @ v
     options = {"max_logit_std": 3.0, "max_scale_ratio": 2.0, "min_qk_decades": 0.5}
     VALID = ("fixtures/cases/healthy.py:ScaledAttention", "fixtures/zoo/gpt2.py:GPT2", "fixtures/zoo/vit.py:ViT",
              "fixtures/zoo/bert.py:BERT", "fixtures/zoo/t5.py:T5")
-    INVALID = ("fixtures/cases/failures.py:UnscaledAttention",)
+    INVALID = ("fixtures/cases/failures.py:UnscaledAttention", "fixtures/rules/attention_cases.py:SDPAExplicitScale")
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         graph = ctx.graph
