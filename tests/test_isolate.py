@@ -66,10 +66,10 @@ def test_healthy_targets_still_report_in_one_document(crashes: Any, report_schem
     assert report["summary"]["findings"]["error"] + report["summary"]["findings"]["warning"] >= 1
 
 
-def test_hang_is_killed_at_the_timeout_and_text_output_shows_the_rest() -> None:
-    proc, _ = _run(f"{BAD}:HangsInConstructor", SICK, "--isolate-timeout", "40", "--no-probe", fmt="text")
+def test_hang_is_killed_at_the_timeout() -> None:
+    proc, _ = _run(f"{BAD}:HangsInConstructor", "--isolate-timeout", "6", "--no-probe", fmt="text")
     assert proc.returncode == 2
     out = " ".join(proc.stdout.split())
-    assert "took longer than 40 s (--isolate-timeout)" in out and "killed" in out
-    assert SICK in out and ("GL101" in out or "GL103" in out)  # findings rebuilt for the text view
+    assert f"{BAD}:HangsInConstructor" in out and "error (internal)" in out
+    assert "took longer than 6 s (--isolate-timeout)" in out and "killed" in out
     assert "Traceback" not in proc.stdout + proc.stderr

@@ -92,19 +92,37 @@ def test_verbose_shows_the_traceback_in_text_mode() -> None:
     assert "gradlint-fixture: this forward always fails" in result.stderr
 
 
-def test_nonfinite_probe_is_reported_not_an_error() -> None:
+def test_infinite_gradients_are_null_and_flagged_not_an_error() -> None:
     target = f"{BAD}:DividesByZero"
     code, report, stderr = _cli(target)
     entry = _entry(report, target)
     assert entry["status"] == "ok" and "error" not in entry
     probe = entry["probe"]
+    assert probe["nonfinite"] is True and probe["log10_grad_ratio"] is None
+    assert [(p["module"], p["log10_grad_rms"], p.get("nonfinite")) for p in probe["profile"]] == [
+        ("fc1", None, True), ("fc2", None, True)]
+    assert all(f["confirmed"] is not False for f in entry["findings"])  # a blown-up probe refutes nothing
+    assert code in (0, 1) and "Traceback" not in stderr
+
+
+def test_nan_forward_nulls_only_the_layers_it_reaches() -> None:
+    target = f"{BAD}:LogOfNegative"
+    _, report, _ = _cli(target)
+    probe = _entry(report, target)["probe"]
     assert probe["nonfinite"] is True
-    first = probe["profile"][0]
-    assert first["module"] == "fc1" and first["log10_grad_rms"] is None and first["nonfinite"] is True
-    assert probe["log10_grad_ratio"] is None
-    exploding = [f for f in entry["findings"] if f["rule"] == "GL201"]
-    assert exploding and exploding[0]["confirmed"] is True and exploding[0]["module"] == "fc1"
-    assert code == 1 and "Traceback" not in stderr
+    fc1, fc2 = probe["profile"]
+    assert fc1["log10_grad_rms"] is not None and "nonfinite" not in fc1  # its output and gradient are finite
+    assert fc2["log10_grad_rms"] is None and fc2["nonfinite"] is True  # its output is NaN
+
+
+def test_probe_that_raises_is_skipped_with_the_users_error() -> None:
+    target = f"{BAD}:FailsOnRealTensors"
+    code, report, stderr = _cli(target)
+    entry = _entry(report, target)
+    assert entry["status"] == "ok" and entry["probe"] is None and entry["estimate"]["profile"]
+    assert "ValueError: gradlint-fixture: no real data please" in entry["probe_skipped"]
+    assert "--no-probe" in entry["probe_skipped"]
+    assert code == 0 and "Traceback" not in stderr
 
 
 def test_probe_timeout_skips_the_probe_and_keeps_the_estimate() -> None:

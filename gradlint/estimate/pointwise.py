@@ -17,11 +17,15 @@ from gradlint.quadrature import Moments, expectations, expectations_2level
 
 MAX_DEPTH = 24
 _BINARY = {"add", "sub", "mul", "div", "rsub", "where", "maximum", "minimum", "true_divide", "pow"}
+# Elementwise ops that ATen does not tag as pointwise (composite implicit ones).
+_UNTAGGED = {"hardswish", "log_sigmoid", "rrelu", "rrelu_with_noise", "softsign", "tanhshrink", "square", "relu6",
+             "silu", "mish", "selu", "celu", "gelu", "hardsigmoid", "hardtanh", "leaky_relu", "elu", "softplus",
+             "positive", "special_expit", "nan_to_num"}
 
 
 def is_pointwise(node: NodeRecord) -> bool:
     tags = getattr(node.target, "tags", ())
-    return node.kind is NodeKind.OP and (torch.Tag.pointwise in tags or node.op in _BINARY)
+    return node.kind is NodeKind.OP and (torch.Tag.pointwise in tags or node.op in _BINARY or node.op in _UNTAGGED)
 
 
 class PointwiseResolver:
