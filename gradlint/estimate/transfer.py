@@ -79,15 +79,18 @@ def linear(node: NodeRecord, ctx: Context) -> Result:
     return Stat(mean, max(q, mean * mean), v), gains
 
 
+def _tap_fractions(length_in: int, length_out: int, kernel: int, stride: int, padding: int, dilation: int) -> list[float]:
+    """For each kernel tap, the fraction of output positions where it lands inside the input (not padding)."""
+    fractions = []
+    for t in range(kernel):
+        valid = sum(1 for o in range(length_out) if 0 <= o * stride - padding + t * dilation < length_in)
+        fractions.append(valid / max(length_out, 1))
+    return fractions
+
+
 def _valid_taps(length_in: int, length_out: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     """Number of (output position, kernel tap) pairs that land inside the input (not on padding)."""
-    total = 0
-    for o in range(length_out):
-        for t in range(kernel):
-            pos = o * stride - padding + t * dilation
-            if 0 <= pos < length_in:
-                total += 1
-    return total
+    return round(sum(_tap_fractions(length_in, length_out, kernel, stride, padding, dilation)) * length_out)
 
 
 def _tuple(value: Any, dims: int, default: int) -> tuple[int, ...]:
@@ -134,9 +137,19 @@ def _conv(node: NodeRecord, ctx: Context, transposed: bool, stride: Any, padding
         fan_out_eff = c_out_per_group * pairs / n_in
     q = fan_in_eff * w2 * sx.q + bias.q
     mean = fan_in_eff * wm * sx.mean + bias.mean
+    v = fan_in_eff * w2 * sx.v
+    if not transposed:
+        # Near the border fewer taps see the input, so a channel's mean shift (from its inputs' means) varies
+        # with position: batch norm sees that as within-channel variance (why plain BN CNNs explode slowly).
+        sums, squares = 1.0, 1.0
+        for i in range(dims):
+            f = _tap_fractions(in_sp[i], out_sp[i], kernel[i], stride_t[i], pad_t[i], dil_t[i])
+            sums *= sum(f)
+            squares *= sum(x * x for x in f)
+        v += c_in_per_group * w2 * (sx.q - sx.v) * max(sums - squares, 0.0)
     gains: Gains = {}
     _add_gain(gains, x, fan_out_eff * w2)
-    return Stat(mean, max(q, mean * mean), fan_in_eff * w2 * sx.v), gains
+    return Stat(mean, max(q, mean * mean), min(v, q)), gains
 
 
 @transfer("conv1d", "conv2d", "conv3d")
