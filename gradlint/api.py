@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,7 +11,7 @@ from torch import nn
 
 from gradlint.inputs import InputSpec
 from gradlint.pipeline import CheckOptions, TargetReport, analyse, check_target
-from gradlint.types import GradlintError
+from gradlint.types import ErrorKind, GradlintError
 
 
 def check(model_or_target: nn.Module | str, inputs: Any = None, probe: bool = True, *,
@@ -37,4 +38,7 @@ def check(model_or_target: nn.Module | str, inputs: Any = None, probe: bool = Tr
         analyse(model_or_target, report, options, None, tensors)
     except GradlintError as exc:
         report.error = exc
+    except Exception as exc:  # a bug in gradlint must not escape into the user's notebook
+        report.error = GradlintError(ErrorKind.INTERNAL, f"gradlint failed with {type(exc).__name__}: {exc}. This is a bug in gradlint; please report it.")
+        report.traceback = traceback.format_exc()
     return report

@@ -72,12 +72,14 @@ def resolve_inputs(model: nn.Module, specs: list[InputSpec] | None = None, seed:
         if not any(p.dim() >= 2 for p in module.parameters(recurse=False)):
             continue
         layer = name or "<root>"
+        weight = next(p for p in module.parameters(recurse=False) if p.dim() >= 2)
+        dtype = weight.dtype if weight.is_floating_point() else torch.float32  # a float64 model gets float64 inputs
         if isinstance(module, nn.Linear):
-            return ResolvedInputs((_draw(torch.float32, (batch, module.in_features), device, generator),), f"inferred from {layer} (Linear)")
+            return ResolvedInputs((_draw(dtype, (batch, module.in_features), device, generator),), f"inferred from {layer} (Linear)")
         for conv, spatial in _CONV_SPATIAL.items():
             if type(module) is conv or (isinstance(module, conv) and not isinstance(module, nn.modules.conv._ConvTransposeNd)):
                 shape = (batch, module.in_channels, *spatial)
-                return ResolvedInputs((_draw(torch.float32, shape, device, generator),), f"inferred from {layer} ({type(module).__name__})")
+                return ResolvedInputs((_draw(dtype, shape, device, generator),), f"inferred from {layer} ({type(module).__name__})")
         if isinstance(module, nn.Embedding):
             shape = (batch, 32)
             return ResolvedInputs((_draw(torch.int64, shape, device, generator, module.num_embeddings),), f"inferred from {layer} (Embedding)")
