@@ -54,6 +54,7 @@ def main() -> None:
 @click.option("--probe-batch", type=int, help="Batch size of the probe's inferred input (default 16).")
 @click.option("--probe-timeout", type=float, help="Seconds the probe may take per target (default 60).")
 @click.option("--probe-max-params", type=int, help="Largest model, in parameters, that is probed in full.")
+@click.option("--device", help="Device for the probe's copy of the model, e.g. cuda:0 (default: where the model is).")
 @click.option("--rule-dir", multiple=True, type=click.Path(file_okay=False), help="Load extra rules from this directory.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="pyproject.toml to read [tool.gradlint] from.")
 @click.option("--statistics", is_flag=True, help="Print a count of findings per rule.")
@@ -66,7 +67,7 @@ def main() -> None:
 def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[str, ...], ignore: tuple[str, ...],
           extend_select: tuple[str, ...], fail_on: str | None, exit_zero: bool, input_specs: tuple[str, ...],
           no_probe: bool, probe_batch: int | None, probe_timeout: float | None, probe_max_params: int | None,
-          rule_dir: tuple[str, ...], config_path: str | None, statistics: bool, verbose: bool,
+          device: str | None, rule_dir: tuple[str, ...], config_path: str | None, statistics: bool, verbose: bool,
           baseline_path: str | None = None, write_baseline: str | None = None, isolate: bool = False,
           isolate_timeout: float | None = 300.0, isolate_memory: str | None = None) -> None:
     """Check TARGETS (FILE.py:NAME, package.module:NAME, NAME(args...)); default: [tool.gradlint] targets."""
@@ -105,7 +106,7 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
         options = CheckOptions(
             rules=chosen, thresholds=config.thresholds, inputs=specs, probe=config.probe and not no_probe,
             probe_batch=probe_batch or config.probe_batch, probe_timeout=probe_timeout or config.probe_timeout,
-            probe_max_params=probe_max_params or config.probe_max_params, per_module_ignores=config.per_module_ignores,
+            probe_max_params=probe_max_params or config.probe_max_params, device=device, per_module_ignores=config.per_module_ignores,
             verbose=verbose,
         )
         report = isolation.check_isolated(name, forwarded, limits) if isolate else check_target(name, options)
@@ -196,16 +197,25 @@ def html_report(targets: tuple[str, ...], output: str, select: tuple[str, ...], 
 
 @main.command("rules")
 @click.option("--rule-dir", multiple=True, type=click.Path(file_okay=False))
-def list_rules(rule_dir: tuple[str, ...]) -> None:
+@click.option("--format", "fmt", type=click.Choice(("table", "markdown")), default="table", show_default=True,
+              help="A terminal table, or a markdown index table.")
+@click.option("--full", is_flag=True, help="With --format markdown: every rule's full documentation after the index.")
+def list_rules(rule_dir: tuple[str, ...], fmt: str, full: bool) -> None:
     """List every rule with its code, name, severity and risk."""
     from rich.table import Table
 
+    from gradlint import docs
     from gradlint.registry import all_rules
 
+    if full and fmt != "markdown":
+        raise UsageError("--full needs --format markdown.")
     try:
         rules = all_rules(list(rule_dir))
     except GradlintError as exc:
         raise UsageError(exc.message) from None
+    if fmt == "markdown":
+        click.echo(docs.full_document(rules) if full else docs.index_table(rules), nl=False)
+        return
     table = Table("code", "name", "severity", "risk", "summary", box=None)
     for r in rules:
         table.add_row(r.code, r.name, r.severity.value, r.risk.value, r.summary)
@@ -214,28 +224,35 @@ def list_rules(rule_dir: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("rule")
-def explain(rule: str) -> None:
+@click.option("--plot", "plot_to", is_flag=False, flag_value="-", metavar="[FILE.png]",
+              help="Draw the rule's activations and their derivatives: in the terminal, or into FILE.png (needs matplotlib).")
+def explain(rule: str, plot_to: str | None) -> None:
     """Explain a rule (by code or name): why it matters, an example, the fix, references."""
     from rich.markdown import Markdown
 
+    from gradlint import docs
     from gradlint.registry import all_rules, find_rule
 
     found = find_rule(all_rules(), rule)
     if found is None:
         raise UsageError(f"No rule {rule!r}. `gradlint rules` lists them.")
-    Console().print(Markdown(rule_markdown(found)))
+    if plot_to is None:
+        Console().print(Markdown(docs.rule_markdown(found)))
+        return
+    from gradlint import plot
 
-
-def rule_markdown(rule: Any) -> str:
-    refs = "\n".join(f"- {r}" for r in rule.references)
-    options = "\n".join(f"- `{k}` = `{v!r}`" for k, v in rule.options.items())
-    return (
-        f"# {rule.code} {rule.name}\n\n{rule.summary}\n\n*Severity:* {rule.severity.value} · *risk:* {rule.risk.value}\n\n"
-        f"## Why is this bad?\n{rule.why}\n\n## Example\n```python\n{rule.example.strip()}\n```\n\n## Fix\n{rule.fix}\n\n"
-        f"## Probe criterion\n{rule.probe_criterion}\n\n"
-        + (f"## Options\n{options}\n\n" if options else "")
-        + (f"## References\n{refs}\n" if refs else "")
-    )
+    acts = docs.plot_activations(found)
+    if not acts:
+        drawable = ", ".join(r.code for r in all_rules() if docs.plot_activations(r))
+        raise UsageError(f"{found.code} {found.name} has no activation to plot; --plot works for {drawable}.")
+    try:
+        if plot_to == "-":
+            Console().print(plot.terminal(acts))
+        else:
+            plot.write_png(acts, plot_to, f"{found.code} {found.name}")
+            Console(stderr=True).print(f"Wrote {plot_to}.", highlight=False)
+    except GradlintError as exc:
+        raise UsageError(exc.message) from None
 
 
 if __name__ == "__main__":

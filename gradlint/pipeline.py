@@ -35,6 +35,7 @@ class CheckOptions:
     probe_batch: int | None = None
     probe_timeout: float | None = 60.0
     probe_max_params: int | None = 200_000_000
+    device: str | None = None
     per_module_ignores: dict[str, list[str]] = field(default_factory=dict)
     verbose: bool = False
 
@@ -151,7 +152,8 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
             probe_args = resolve_inputs(model, batch=options.probe_batch).args
         layers = [(l.module, l.kind, l.weight) for l in graph.weighted_layers]
         try:
-            report.probe = run_probe(model, probe_args, layers, timeout=options.probe_timeout, max_params=options.probe_max_params)
+            report.probe = run_probe(model, probe_args, layers, timeout=options.probe_timeout, max_params=options.probe_max_params,
+                                     device=options.device)
         except GradlintError as exc:
             report.probe = ProbeResult([], {}, {}, 0.0, 0, False, 0.0, skipped=exc.message)
         report.seconds["probe"] = time.perf_counter() - tick

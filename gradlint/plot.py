@@ -43,8 +43,13 @@ class Curve:
         """E.g. "max 0.25 at x = 0.00", or the range of x where a flat maximum holds (ReLU, hardtanh)."""
         at, peak = self.peak
         top = [x for x, g in zip(self.x, self.grad) if abs(g) >= abs(peak) * (1 - 1e-9)]
-        where = f"at x = {at:.2f}" if len(top) == 1 else f"for x in [{top[0]:.2f}, {top[-1]:.2f}]"
+        where = f"at x = {_num(at)}" if len(top) == 1 else f"for x in [{_num(top[0])}, {_num(top[-1])}]"
         return f"max {peak:.3g} {where}"
+
+
+def _num(x: float) -> str:
+    """Two decimals, without the "-0.00" a grid point at 0 - 1e-17 would print."""
+    return f"{round(x, 2) + 0.0:.2f}"
 
 
 def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -125,6 +130,7 @@ def write_png(names: Sequence[str], path: str | Path, title: str) -> None:
         ax.annotate(f"max φ' = {peak:.3g}", (at, peak), textcoords="offset points", xytext=(8, 6), color="tab:red")
         ax.axhline(0, color="0.6", linewidth=0.5)
         ax.set_xlim(LOW, HIGH)
+        ax.margins(y=0.15)  # headroom for the peak's label
         ax.set_xlabel("x")
         ax.set_title(name)
         ax.legend(loc="upper left", fontsize="small")

@@ -171,7 +171,7 @@ def weighted_modules(model: nn.Module, paths: list[str]) -> dict[str, nn.Module]
 
 
 def run_probe(model: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, str, str]], *, seed: int = 0,
-              timeout: float | None = 60.0, max_params: int | None = None) -> ProbeResult:
+              timeout: float | None = 60.0, max_params: int | None = None, device: str | None = None) -> ProbeResult:
     """Measure the contract's profile for `layers` [(module path, kind, weight name)] on a copy of `model`."""
     n_params = sum(p.numel() for p in model.parameters())
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -183,6 +183,9 @@ def run_probe(model: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str,
     with preserved_global_state():
         torch.manual_seed(seed)
         twin = copy.deepcopy(model)
+        if device is not None:  # e.g. probe on a GPU: the copy moves, the user's model stays where it is
+            twin.to(device)
+            inputs = tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in inputs)
         twin.train()
         for p in twin.parameters():
             p.grad = None

@@ -30,6 +30,8 @@ def capture_export(model: nn.Module, inputs: tuple[Any, ...]) -> ModelGraph:
     buffers = dict(sig.inputs_to_buffers)
     constants = dict(getattr(sig, "inputs_to_lifted_tensor_constants", {}) or {})
     records: list[NodeRecord] = []
+    aliases: dict[str, str] = {}  # a region's outputs (getitem on its call) -> the inlined node that computes each
+    regions: dict[str, list[str]] = {}
     output_name: str | None = None
     user_outputs = list(sig.user_outputs)
     for node in program.graph.nodes:
@@ -45,9 +47,15 @@ def capture_export(model: nn.Module, inputs: tuple[Any, ...]) -> ModelGraph:
             val = node.meta.get("val")
             records.append(NodeRecord(node.name, kind, shape=shape_of(val), dtype=getattr(val, "dtype", None), param=pname))
         elif node.op == "call_function":
-            records.append(_op_record(node))
+            if node.target is operator.getitem and isinstance(node.args[0], fx.Node) and node.args[0].name in regions:
+                aliases[node.name] = regions[node.args[0].name][node.args[1]]
+            elif _region(node, program.graph_module) is not None:
+                regions[node.name] = _inline(node, program.graph_module, records, aliases)
+            else:
+                records.append(_op_record(node, aliases))
         elif node.op == "output":
             for name in user_outputs:
+                name = aliases.get(name, name) if name is not None else None
                 if name is not None and any(r.name == name and r.shape is not None for r in records):
                     output_name = name
                     break
@@ -56,7 +64,65 @@ def capture_export(model: nn.Module, inputs: tuple[Any, ...]) -> ModelGraph:
     return ModelGraph(records, output_name, METHOD, module_types(model), leaf_weights(model))
 
 
-def _op_record(node: fx.Node) -> NodeRecord:
+def _region(node: fx.Node, owner: nn.Module) -> tuple[int, fx.GraphModule] | None:
+    """(argument index, subgraph) when `node` calls a higher-order op that wraps a subgraph in a grad-mode or
+    autocast context (`wrap_with_set_grad_enabled` for a `@torch.no_grad()` helper such as a rotary embedding)."""
+    if not isinstance(node.target, torch._ops.HigherOrderOperator):
+        return None
+    for index, arg in enumerate(node.args):
+        if isinstance(arg, fx.Node) and arg.op == "get_attr":
+            sub = getattr(owner, str(arg.target), None)
+            if isinstance(sub, fx.GraphModule):
+                return index, sub
+    return None
+
+
+def _inline(node: fx.Node, owner: nn.Module, records: list[NodeRecord], aliases: dict[str, str]) -> list[str]:
+    """Record a wrapped subgraph's ops in place of the call, named `<call>__<op>`; returns the names of its
+    outputs. Outputs of a grad-disabled region pass through a `detach` record: no gradient flows back into it."""
+    index, sub = _region(node, owner)  # type: ignore[misc]
+    operands = node.args[index + 1:]
+    no_grad = str(getattr(node.target, "__name__", node.target)) == "wrap_with_set_grad_enabled" and node.args[0] is False
+    inner: dict[str, str] = dict(aliases)
+    placeholders = iter(operands)
+    outputs: list[str] = []
+    regions: dict[str, list[str]] = {}
+    for sub_node in sub.graph.nodes:
+        if sub_node.op == "placeholder":
+            operand = next(placeholders)
+            if isinstance(operand, fx.Node):
+                inner[sub_node.name] = aliases.get(operand.name, operand.name)
+        elif sub_node.op == "call_function":
+            if sub_node.target is operator.getitem and isinstance(sub_node.args[0], fx.Node) and sub_node.args[0].name in regions:
+                inner[sub_node.name] = regions[sub_node.args[0].name][sub_node.args[1]]
+            elif _region(sub_node, sub) is not None:
+                regions[sub_node.name] = _inline(sub_node, sub, records, inner)
+            else:
+                inner[sub_node.name] = f"{node.name}__{sub_node.name}"
+                record = _op_record(sub_node, inner)
+                record.name = inner[sub_node.name]
+                records.append(record)
+        elif sub_node.op == "output":
+            values = sub_node.args[0] if isinstance(sub_node.args[0], (tuple, list)) else (sub_node.args[0],)
+            outputs = [inner.get(v.name, v.name) if isinstance(v, fx.Node) else "" for v in values]
+    if not no_grad:
+        return outputs
+    detached = []
+    for position, name in enumerate(outputs):
+        source = next((r for r in records if r.name == name), None)
+        if source is None:
+            detached.append(name)
+            continue
+        detached.append(f"{node.name}__detach{position}")
+        records.append(NodeRecord(detached[-1], NodeKind.OP, op="detach", target=torch.ops.aten.detach.default,
+                                  args=(Ref(name),), shape=source.shape, dtype=source.dtype, module=source.module,
+                                  module_type=source.module_type, module_stack=source.module_stack,
+                                  location=source.location))
+    return detached
+
+
+def _op_record(node: fx.Node, aliases: dict[str, str] | None = None) -> NodeRecord:
+    aliases = aliases or {}
     target = node.target
     if target is operator.getitem:
         op, inplace = "getitem", False
@@ -77,8 +143,8 @@ def _op_record(node: fx.Node) -> NodeRecord:
         op=op,
         inplace=inplace,
         target=target,
-        args=_convert(node.args),
-        kwargs={k: _convert(v) for k, v in node.kwargs.items()},
+        args=_convert(node.args, aliases),
+        kwargs={k: _convert(v, aliases) for k, v in node.kwargs.items()},
         shape=shape_of(val),
         dtype=getattr(val, "dtype", None),
         module=module,
@@ -88,9 +154,10 @@ def _op_record(node: fx.Node) -> NodeRecord:
     )
 
 
-def _convert(value: Any) -> Any:
+def _convert(value: Any, aliases: dict[str, str]) -> Any:
     if isinstance(value, fx.Node):
-        return Ref(value.name)
+        return Ref(aliases.get(value.name, value.name))
     if isinstance(value, (list, tuple)):
-        return type(value)(_convert(v) for v in value) if isinstance(value, list) else tuple(_convert(v) for v in value)
+        converted = (_convert(v, aliases) for v in value)
+        return list(converted) if isinstance(value, list) else tuple(converted)
     return value
