@@ -225,7 +225,8 @@ def list_rules(rule_dir: tuple[str, ...], fmt: str, full: bool) -> None:
 @main.command()
 @click.argument("rule")
 @click.option("--plot", "plot_to", is_flag=False, flag_value="-", metavar="[FILE.png]",
-              help="Draw the rule's activations and their derivatives: in the terminal, or into FILE.png (needs matplotlib).")
+              help="Draw the rule's activations and their derivatives in the terminal, or into FILE.png (needs matplotlib). "
+                   "Put it after RULE: `gradlint explain GL101 --plot`.")
 def explain(rule: str, plot_to: str | None) -> None:
     """Explain a rule (by code or name): why it matters, an example, the fix, references."""
     from rich.markdown import Markdown

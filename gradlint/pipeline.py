@@ -158,7 +158,11 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
             report.probe = ProbeResult([], {}, {}, 0.0, 0, False, 0.0, skipped=exc.message)
         report.seconds["probe"] = time.perf_counter() - tick
         if report.probe.skipped is None:
+            for rule in instances:  # rules whose evidence is the measurement itself (non-finite values)
+                active.extend((rule, finding) for finding in rule.check_probe(ctx, report.probe))
             for rule, finding in active:
+                if finding.confirmed is not None:
+                    continue
                 verdict = rule.confirm(finding, report.probe)
                 finding.confirmed = verdict
                 if verdict is False:

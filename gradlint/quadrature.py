@@ -22,6 +22,7 @@ class Moments:
     grad_second: float  # E[φ'(h)²]
     grad_mean: float  # E[φ'(h)]
     max_grad: float  # sup of |φ'| over the quadrature nodes (the derivative bound)
+    nonfinite: float = 0.0  # probability mass where φ or φ' is NaN or infinite (log of a negative number)
 
 
 @lru_cache(maxsize=4)
@@ -42,6 +43,7 @@ def expectations(fn: Callable[[torch.Tensor], torch.Tensor], mean: float, var: f
         (grad,) = torch.autograd.grad(y.sum(), h, allow_unused=True)
     y = y.detach()
     grad = torch.zeros_like(h) if grad is None else grad
+    bad = ~(torch.isfinite(y) & torch.isfinite(grad))
     y = torch.nan_to_num(y, nan=0.0, posinf=1e30, neginf=-1e30)
     grad = torch.nan_to_num(grad, nan=0.0, posinf=1e30, neginf=-1e30)
     return Moments(
@@ -50,6 +52,7 @@ def expectations(fn: Callable[[torch.Tensor], torch.Tensor], mean: float, var: f
         grad_second=float((w * grad * grad).sum()),
         grad_mean=float((w * grad).sum()),
         max_grad=float(grad.abs().max()),
+        nonfinite=float((w * bad).sum()),
     )
 
 

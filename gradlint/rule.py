@@ -69,6 +69,10 @@ class Rule:
     def check(self, ctx: RuleContext) -> Iterable[Finding]:
         raise NotImplementedError
 
+    def check_probe(self, ctx: RuleContext, probe: Any) -> Iterable[Finding]:
+        """Findings that only a measurement can show (NaN at init); they come out confirmed."""
+        return ()
+
     def confirm(self, finding: Finding, probe: Any) -> bool | None:
         """The probe criterion: True/False once measured, None when the probe cannot tell."""
         return None

@@ -30,6 +30,7 @@ class PointwiseInfo:
     grad_mean: float
     input: Stat
     saturating: bool  # φ' vanishes in both tails (sigmoid, tanh, hardtanh...), unlike ReLU or swish
+    nonfinite: float = 0.0  # share of the input distribution where φ or φ' is NaN/Inf
 
 
 @dataclass
@@ -177,7 +178,8 @@ def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = 
                     gains[node.name] = {root: moments.grad_second}
                     fn = resolver.composite(node.name, root)
                     pointwise[node.name] = PointwiseInfo(root, moments.grad_second, moments.max_grad, moments.grad_mean,
-                                                         ctx.stats.get(root, UNIT), _saturates(fn, ctx.stats.get(root, UNIT), moments.max_grad))
+                                                         ctx.stats.get(root, UNIT), _saturates(fn, ctx.stats.get(root, UNIT), moments.max_grad),
+                                                         moments.nonfinite)
                     continue
             stat, node_gains = _binary(node, ctx)
         else:

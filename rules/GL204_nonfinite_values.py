@@ -1,0 +1,74 @@
+"""GL204 nonfinite-values: NaN or Inf at initialisation, before any training step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from gradlint.graph import NodeKind, Ref
+from gradlint.rule import Rule, RuleContext
+from gradlint.types import Finding, Risk, Severity
+
+
+class NonfiniteValues(Rule):
+    code = "GL204"
+    name = "nonfinite-values"
+    severity = Severity.ERROR
+    risk = Risk.EXPLODING
+    summary = "An op produces NaN or Inf at initialisation (log or sqrt of negatives, division by zero)."
+    why = (
+        "A single NaN or Inf in the forward pass turns every gradient behind it into NaN: the first optimizer "
+        "step writes NaN into the weights and training is over before it starts. At initialisation this is "
+        "never a matter of bad luck with the data: an op's input range does not fit the op."
+    )
+    example = """
+class Net(nn.Module):
+    def forward(self, x):
+        return self.fc2(torch.log(self.fc1(x)))   # fc1 is negative for half its outputs
+"""
+    fix = (
+        "Keep the op's input in its domain: `torch.log(x.clamp_min(1e-6))` or `F.softplus(x)`, "
+        "`torch.sqrt(x.clamp_min(0) + 1e-12)`, `x / (d + 1e-6)`; initialise buffers you divide by to non-zero values."
+    )
+    references = ("PyTorch docs, torch.autograd.detect_anomaly (finding the op that produced NaN)",)
+    probe_criterion = "Confirmed when the probe's forward or backward pass contains NaN or Inf values."
+    options = {"min_share": 0.01}
+    VALID = ("fixtures/cases/healthy.py:ReLUHe", "fixtures/zoo/resnet.py:ResNet", "fixtures/cases/failures.py:LargeInitReLU")
+    INVALID = ("fixtures/bad/models.py:LogOfNegative", "fixtures/bad/models.py:DividesByZero")
+
+    def check(self, ctx: RuleContext) -> Iterator[Finding]:
+        graph, est = ctx.graph, ctx.estimate
+        for name, info in est.pointwise.items():
+            if name in graph.live and info.nonfinite >= self.opts["min_share"]:
+                node = graph[name]
+                yield self.finding(
+                    ctx, node.module, f"`{node.op}` in {node.module or '<root>'} gives NaN or Inf for "
+                    f"{info.nonfinite:.0%} of its inputs at initialisation; every gradient behind it becomes NaN "
+                    "after the first backward pass.", node=node, fix=self.fix, evidence={"nonfinite_share": info.nonfinite},
+                )
+        for node in graph.ops():
+            if node.op in ("div", "true_divide") and node.name in graph.live and len(node.args) > 1:
+                divisor = node.args[1]
+                if isinstance(divisor, Ref) and graph[divisor.name].kind is not NodeKind.INPUT and est.stats[divisor.name].q == 0.0:
+                    yield self.finding(
+                        ctx, node.module, f"{node.module or '<root>'} divides by `{graph[divisor.name].param or divisor.name}`, "
+                        "which is exactly zero at initialisation: the forward pass is Inf/NaN from the first step.",
+                        node=node, fix=self.fix,
+                    )
+
+    def check_probe(self, ctx: RuleContext, probe: Any) -> Iterator[Finding]:
+        if not getattr(probe, "nonfinite", False):
+            return
+        first = next((p for p in probe.profile if p.nonfinite), None)
+        module = first.module if first is not None else ""
+        finding = self.finding(
+            ctx, module, f"The probe's forward/backward pass produced NaN or Inf"
+            + (f", first seen at {module}" if module else "") + ": training would write NaN into the weights at the "
+            "first step. Run one batch under `torch.autograd.detect_anomaly()` to find the op.", fix=self.fix,
+            evidence={"measured": True},
+        )
+        finding.confirmed = True
+        yield finding
+
+    def confirm(self, finding: Finding, probe: Any) -> bool | None:
+        return bool(getattr(probe, "nonfinite", False))
