@@ -18,6 +18,8 @@ LOW, HIGH = -6.0, 6.0
 FINE = 1201  # grid step 0.01 over [LOW, HIGH], so x = 0 is a sample
 WIDTH, HEIGHT = 60, 15  # terminal plot size in characters; each braille character holds 2 x 4 dots
 PHI_STYLE, GRAD_STYLE = "cyan", "magenta"
+# Braille dot bits by (row within the cell, column within the cell).
+_BRAILLE = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
 INSTALL_HINT = (
     'Writing a plot image needs matplotlib, an optional extra: pip install "gradlint[plot]" '
     "(or run `gradlint explain RULE --plot` without a file to draw in the terminal)."
@@ -140,6 +142,3 @@ def write_png(names: Sequence[str], path: str | Path, title: str) -> None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
-
-# Braille dot bits by (row within the cell, column within the cell).
-_BRAILLE = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))

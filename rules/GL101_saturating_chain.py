@@ -50,6 +50,7 @@ model = nn.Sequential(*layers)
         "`min_decades / 2` decades below that at its last weighted layer."
     )
     options = {"min_length": 3, "min_decades": 2.0}
+    plot_activations = ("sigmoid", "tanh")  # drawn by `gradlint explain GL101 --plot`
     VALID = ("fixtures/cases/healthy.py:ShallowSigmoid", "fixtures/cases/healthy.py:SwishMLP",
              "fixtures/cases/healthy.py:SigmoidInResidual", "fixtures/cases/healthy.py:GLUMLP")
     INVALID = ("fixtures/zoo/deep_sigmoid.py:DeepSigmoidMLP", "fixtures/cases/failures.py:HeInitSigmoid")

@@ -64,6 +64,7 @@ for _ in range(30):
         "stack by at least half the estimated decades, in the same direction; refuted otherwise."
     )
     options = {"min_decades": 1.5, "layer_tolerance": 0.1, "min_layers": 3}
+    plot_activations = ("relu", "tanh")  # drawn by `gradlint explain GL102 --plot`
     VALID = ("fixtures/cases/healthy.py:ReLUHe", "fixtures/cases/healthy.py:TanhLeCun",
              "fixtures/cases/mlp.py:MLP(depth=4, act='relu', init='xavier')", "fixtures/zoo/resnet.py:ResNet",
              "fixtures/cases/healthy.py:SwishMLP")

@@ -84,7 +84,7 @@ model = nn.Sequential(*layers)
     def _layers_explode(self, ctx: RuleContext, profile: list[ProfileEntry], top: float) -> bool:
         """Growth that the layers themselves compound, not a normalization rescaling a small signal: the
         scale-free profile (normalizations' amplification removed) must also pass the threshold, and the
-        growth must be geometric in depth (at least 40% of it in the output-side half of the layers), unlike a
+        growth must be geometric in depth (the output-side half of the layers grows at least half as much as the input-side half), unlike a
         pre-LN transformer whose small residual stream makes the first few blocks' gradients large."""
         r = ctx.estimate.r_scale_free
         outputs = {layer.module: layer.output for layer in ctx.graph.weighted_layers}
@@ -92,10 +92,11 @@ model = nn.Sequential(*layers)
                       if r.get(outputs.get(p.module, ""), 0.0) > 0 and math.isfinite(r[outputs[p.module]])]
         if not scale_free or max(scale_free) <= self.opts["max_log10"]:
             return False
-        half = profile[len(profile) // 2:]
-        late_growth = max(p.log10_grad_rms or 0.0 for p in half) - (profile[-1].log10_grad_rms or 0.0)
-        total_growth = top - (profile[-1].log10_grad_rms or 0.0)
-        return total_growth > 0 and late_growth >= 0.4 * total_growth
+        values = [p.log10_grad_rms or 0.0 for p in profile]
+        middle = values[len(values) // 2]
+        early_growth = values[0] - middle  # input-side half
+        late_growth = middle - min(values[len(values) // 2:])  # output-side half
+        return early_growth + late_growth > 0 and late_growth >= 0.5 * early_growth
 
     def confirm(self, finding: Finding, probe: object) -> bool | None:
         if getattr(probe, "nonfinite", False):

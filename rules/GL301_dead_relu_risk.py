@@ -47,6 +47,7 @@ block = nn.Sequential(lin, nn.ReLU())
         "batch), at the nn.ReLU module or at the weighted layer feeding it."
     )
     options = {"min_active": 0.1}
+    plot_activations = ("relu", "gelu")  # drawn by `gradlint explain GL301 --plot`
     VALID = ("fixtures/cases/healthy.py:ReLUPositiveBias", "fixtures/cases/healthy.py:ReLUHe",
              "fixtures/zoo/resnet.py:ResNet")
     INVALID = ("fixtures/cases/failures.py:DeadReLU",)

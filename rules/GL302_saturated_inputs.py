@@ -46,6 +46,7 @@ block = nn.Sequential(lin, nn.Tanh())              # ~80% of units saturated
         "Confirmed when the probe measures a saturated fraction above `max_saturated / 2` at the activation module."
     )
     options = {"max_saturated": 0.3}
+    plot_activations = ("tanh", "hardtanh")  # drawn by `gradlint explain GL302 --plot`
     VALID = ("fixtures/cases/healthy.py:TanhLeCun", "fixtures/cases/healthy.py:GLUMLP",
              "fixtures/zoo/efficientnet.py:EfficientNet", "fixtures/zoo/lstm_lm.py:LSTMLanguageModel")
     INVALID = ("fixtures/cases/failures.py:SaturatedTanh",)

@@ -162,8 +162,9 @@ def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = 
         if node.kind is not NodeKind.OP:
             ctx.stats[node.name] = _leaf_stat(node, ctx)
             continue
-        if node.dtype is not None and not node.dtype.is_floating_point and node.op not in TRANSFERS:
-            ctx.stats[node.name] = ZERO
+        if node.dtype is not None and not (node.dtype.is_floating_point or node.dtype.is_complex):
+            ctx.stats[node.name] = ZERO  # masks, indices, comparisons: no gradient flows through them
+            gains[node.name] = {}
             continue
         if is_pointwise(node):
             root = resolver.root(node.name)
@@ -199,7 +200,8 @@ def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = 
     r = _backward(graph, gains)
     result = Estimate(graph, ctx.stats, r, gains, pointwise, ctx.notes, unknown)
     result.profile = [
-        ProfileEntry(layer.module, layer.kind, result.log10_rms(layer.output), zero=r.get(layer.output, 0.0) == 0.0)
+        ProfileEntry(layer.module, layer.kind, result.log10_rms(layer.output), zero=r.get(layer.output, 0.0) == 0.0,
+                     nonfinite=not math.isfinite(r.get(layer.output, 0.0)))
         for layer in graph.weighted_layers
     ]
     return result
@@ -283,6 +285,8 @@ def _binary(node: NodeRecord, ctx: _Context) -> tuple[Stat, dict[str, float]]:
         a, b = node.arg(0), node.arg(1)
         sa, sb = ctx.stat(a), ctx.stat(b)
         inv = 1.0 / max(sb.q, 1e-30)
+        if isinstance(a, Ref) and isinstance(b, Ref) and _is_statistic_of(ctx.graph, b.name, a.name):
+            ctx.note(node, "normalizes", {a.name: inv * sa.q})  # hand-written (x - mean) / std
         out = Stat(sa.mean * (sb.mean * inv if sb.q else 0.0), sa.q * inv, sa.v * inv)
         g = {}
         if isinstance(a, Ref):
@@ -290,11 +294,17 @@ def _binary(node: NodeRecord, ctx: _Context) -> tuple[Stat, dict[str, float]]:
         if isinstance(b, Ref):
             g[b.name] = g.get(b.name, 0.0) + sa.q * inv * inv * _bcast(ctx, node, b)
         return out, g
-    stats = [ctx.stat(t) for t in tensors if ctx.graph[t.name].dtype is None or ctx.graph[t.name].dtype.is_floating_point]
-    if not stats:
+    floats = [t for t in tensors if _is_float(ctx, t)]
+    if not floats:
         return ZERO, {}
+    stats = [ctx.stat(t) for t in floats]
     out = Stat(sum(s.mean for s in stats) / len(stats), sum(s.q for s in stats) / len(stats), sum(s.v for s in stats) / len(stats))
-    return out, {t.name: 1.0 / len(stats) * _bcast(ctx, node, t) for t in tensors}
+    return out, {t.name: 1.0 / len(stats) * _bcast(ctx, node, t) for t in floats}
+
+
+def _is_float(ctx: _Context, ref: Ref) -> bool:
+    dtype = ctx.graph[ref.name].dtype
+    return dtype is None or dtype.is_floating_point or dtype.is_complex
 
 
 _REDUCTIONS = {"mean", "sum", "var", "std", "norm", "linalg_vector_norm", "amax", "var_mean"}
@@ -329,4 +339,4 @@ def _unknown(node: NodeRecord, ctx: _Context) -> tuple[Stat, dict[str, float]]:
     stat = ctx.stat(tensors[0]) if tensors else UNIT
     if node.shape is None:
         ctx.tuples[node.name] = [stat] * 4
-    return stat, {t.name: 1.0 for t in tensors if ctx.graph[t.name].dtype is None or ctx.graph[t.name].dtype.is_floating_point}
+    return stat, {t.name: 1.0 for t in tensors if _is_float(ctx, t)}

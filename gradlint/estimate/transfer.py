@@ -45,10 +45,6 @@ def _ref(value: Any) -> str | None:
     return value.name if isinstance(value, Ref) else None
 
 
-def _gains(**pairs: float) -> Gains:
-    return dict(pairs)
-
-
 def _add_gain(gains: Gains, value: Any, gain: float) -> None:
     name = _ref(value)
     if name is not None:
@@ -202,22 +198,33 @@ def _normalised(node: NodeRecord, ctx: Context, x: Any, var: float, eps: float, 
     return Stat(b_mean, g2 * keep + b2, g2 * v_scale / (var + eps)), gains
 
 
-@transfer("batch_norm", "_native_batch_norm_legit_functional", "native_batch_norm", "_native_batch_norm_legit_no_training", "cudnn_batch_norm")
+# (training flag index or a fixed value, eps index) for each batch-norm op the captures produce
+_BATCH_NORM_ARGS: dict[str, tuple[int | bool, int]] = {
+    "batch_norm": (5, 7), "native_batch_norm": (5, 7), "cudnn_batch_norm": (5, 7),
+    "_native_batch_norm_legit_functional": (True, 7), "_native_batch_norm_legit": (5, 7),
+    "_native_batch_norm_legit_no_training": (False, 6),
+}
+
+
+@transfer(*_BATCH_NORM_ARGS)
 def batch_norm(node: NodeRecord, ctx: Context) -> Result:
     x, weight, bias = node.arg(0), node.arg(1), node.arg(2)
-    running_var = node.arg(4)
-    training = bool(node.arg(5, "training", True)) if node.op == "batch_norm" else True
-    eps = float(node.arg(7, "eps", 1e-5)) if node.op == "batch_norm" else 1e-5
+    running_mean, running_var = node.arg(3), node.arg(4)
+    training_at, eps_at = _BATCH_NORM_ARGS[node.op]
+    training = bool(node.arg(training_at, "training", True)) if isinstance(training_at, int) and not isinstance(training_at, bool) else training_at
+    eps = float(node.arg(eps_at, "eps", 1e-5))
     sx = ctx.stat(x)
     shape = ctx.shape(x) or (1, 1)
     channels = shape[1] if len(shape) > 1 else 1
     group = max(ctx.numel(x) // max(channels, 1), 1)
     if training:
         return _normalised(node, ctx, x, sx.v, eps, group, weight, bias, sx.v)
-    _, rv2 = ctx.weight(running_var) if running_var is not None else (1.0, 1.0)
+    rv = ctx.weight(running_var)[0] if running_var is not None else 1.0  # mean of the running variances
+    rm_mean, rm2 = ctx.weight(running_mean) if running_mean is not None else (0.0, 0.0)
     g2, b_mean, b2 = _affine(ctx, weight, bias)
-    scale = g2 / (rv2 + eps)
-    return Stat(b_mean, sx.q * scale + b2, sx.v * scale), {_ref(x) or "": scale}
+    scale = g2 / (rv + eps)
+    centred = max(sx.q - 2 * sx.mean * rm_mean + rm2, 0.0)  # E[(x - running_mean)^2]
+    return Stat(b_mean, centred * scale + b2, sx.v * scale), {_ref(x) or "": scale}
 
 
 @transfer("layer_norm", "native_layer_norm")
@@ -450,14 +457,54 @@ def total(node: NodeRecord, ctx: Context) -> Result:
     return out, {_ref(x) or "": 1.0}
 
 
-@transfer("amax", "amin", "max", "min", "logsumexp", "norm", "linalg_vector_norm", "var", "std", "prod", "cumsum")
-def other_reduction(node: NodeRecord, ctx: Context) -> Result:
+@transfer("amax", "amin", "max", "min")
+def extreme(node: NodeRecord, ctx: Context) -> Result:
+    """max over n elements: one of them receives the gradient."""
     x, n, _ = _reduced(node, ctx)
     s = ctx.stat(x)
-    out = Stat(s.mean, s.q, s.v) if node.op in ("amax", "amin", "max", "min", "logsumexp") else Stat(math.sqrt(s.var * n), s.var * n, 0.0)
-    if node.op in ("max", "min") and node.shape is None:
-        ctx.tuple_result(node, [out, ZERO])
-    return out, {_ref(x) or "": 1.0 / n}
+    if node.shape is None:
+        ctx.tuple_result(node, [s, ZERO])
+    return s, {_ref(x) or "": 1.0 / n}
+
+
+@transfer("var", "std", "var_mean", "std_mean")
+def spread(node: NodeRecord, ctx: Context) -> Result:
+    """The (per-group) variance or standard deviation: a statistic, nearly constant across groups."""
+    x, n, _ = _reduced(node, ctx)
+    var = ctx.stat(x).var
+    if node.op.startswith("std"):
+        out, gain = Stat(math.sqrt(var), var, 0.0), 1.0 / (n * n)  # d std/dx_i = (x_i - mean) / (n std)
+    else:
+        out, gain = Stat(var, var * var, 0.0), 4.0 * var / (n * n)  # d var/dx_i = 2 (x_i - mean) / n
+    if node.shape is None:
+        ctx.tuple_result(node, [out, Stat(ctx.stat(x).mean, ctx.stat(x).mean ** 2, 0.0)])
+    return out, {_ref(x) or "": gain}
+
+
+@transfer("norm", "linalg_vector_norm", "frobenius_norm")
+def l2_norm(node: NodeRecord, ctx: Context) -> Result:
+    x, n, _ = _reduced(node, ctx)
+    q = n * ctx.stat(x).q
+    return Stat(math.sqrt(q), q, 0.0), {_ref(x) or "": 1.0 / n}  # d|x|/dx_i = x_i / |x|
+
+
+@transfer("logsumexp")
+def logsumexp(node: NodeRecord, ctx: Context) -> Result:
+    x, n, _ = _reduced(node, ctx)
+    s = ctx.stat(x)
+    p2, _ = softmax_moments(s.var, n)
+    mean = s.mean + math.log(max(n, 1)) + s.var / 2
+    return Stat(mean, mean * mean, 0.0), {_ref(x) or "": p2}  # d lse/dx_i = softmax_i
+
+
+@transfer("cumsum")
+def cumsum(node: NodeRecord, ctx: Context) -> Result:
+    x = node.arg(0)
+    shape = ctx.shape(x) or (1,)
+    n = shape[int(node.arg(1, "dim", -1))] if shape else 1
+    s = ctx.stat(x)
+    reach = (n + 1) / 2  # an element sums, and feeds, (n + 1) / 2 others on average
+    return Stat(s.mean * reach, s.var * reach + (s.mean * reach) ** 2, s.v * reach), {_ref(x) or "": reach}
 
 
 # -- products, attention ----------------------------------------------------------------------------
