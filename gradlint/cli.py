@@ -116,7 +116,10 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
             err.print(report.traceback, markup=False, highlight=False)
         reports.append(report)
     if write_baseline:
-        written = baseline.write(write_baseline, reports)
+        try:
+            written = baseline.write(write_baseline, reports)
+        except OSError as exc:
+            raise UsageError(f"Cannot write the baseline to {write_baseline}: {exc.strerror}.") from None
         err.print(f"Wrote {written} finding{'s' if written != 1 else ''} to baseline {write_baseline}.")
         known = baseline.load(write_baseline)
     if known is not None:
@@ -133,7 +136,10 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
 def _emit(reports: list[Any], fmt: str, output: str | None, rules: list[Any]) -> None:
     from gradlint.report import github, json_format, sarif, text
 
-    stream = open(output, "w", encoding="utf-8") if output else None
+    try:
+        stream = open(output, "w", encoding="utf-8") if output else None
+    except OSError as exc:
+        raise UsageError(f"Cannot write the report to {output}: {exc.strerror}.") from None
     try:
         if fmt == "text":
             console = Console(file=stream, no_color=stream is not None, width=120 if stream else None) if stream else Console()
@@ -234,7 +240,10 @@ def explain(rule: str, plot_to: str | None) -> None:
     from gradlint import docs
     from gradlint.registry import all_rules, find_rule
 
-    found = find_rule(all_rules(), rule)
+    try:
+        found = find_rule(all_rules(), rule)
+    except GradlintError as exc:
+        raise UsageError(exc.message) from None
     if found is None:
         raise UsageError(f"No rule {rule!r}. `gradlint rules` lists them.")
     if plot_to is None:

@@ -37,16 +37,19 @@ def restored_interpreter_state() -> Iterator[None]:
     the modules imported from folders the target put on sys.path, so that two targets with same-named
     sibling files (`blocks.py` in two projects) never share one."""
     saved_path = list(sys.path)
-    saved_modules = set(sys.modules)
+    saved_modules = dict(sys.modules)
     saved_cwd = os.getcwd()
     try:
         yield
     finally:
         added = [os.path.abspath(p) + os.sep for p in sys.path if p and p not in saved_path]
-        for name in set(sys.modules) - saved_modules:
+        for name in set(sys.modules) - set(saved_modules):
             file = getattr(sys.modules.get(name), "__file__", None) or ""
             if added and os.path.abspath(file).startswith(tuple(added)):
                 del sys.modules[name]
+        for name, module in saved_modules.items():  # a user file named like a module we had (config.py)
+            if sys.modules.get(name) is not module:
+                sys.modules[name] = module
         sys.path[:] = saved_path
         if os.getcwd() != saved_cwd:
             os.chdir(saved_cwd)

@@ -142,8 +142,11 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
     for rule_cls in options.rules:
         rule = rule_cls(options.thresholds.get(rule_cls.code) or options.thresholds.get(rule_cls.name))
         instances.append(rule)
-        for finding in rule.check(ctx):
-            active.append((rule, finding))
+        try:
+            active.extend((rule, finding) for finding in rule.check(ctx))
+        except Exception as exc:  # one broken (plugin) rule must not hide the others' findings
+            graph.notes.append(f"rule {rule_cls.code} ({rule_cls.name}) failed and was skipped: {type(exc).__name__}: {exc}")
+            log.debug("rule %s failed", rule_cls.code, exc_info=True)
     report.seconds["rules"] = time.perf_counter() - tick
     if options.probe:
         tick = time.perf_counter()
@@ -163,7 +166,11 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
             for rule, finding in active:
                 if finding.confirmed is not None:
                     continue
-                verdict = rule.confirm(finding, report.probe)
+                try:
+                    verdict = rule.confirm(finding, report.probe)
+                except Exception as exc:
+                    graph.notes.append(f"rule {rule.code} could not read the probe: {type(exc).__name__}: {exc}")
+                    verdict = None
                 finding.confirmed = verdict
                 if verdict is False:
                     finding.severity = Severity.INFO

@@ -19,7 +19,8 @@ from torch import nn
 
 from gradlint.types import ErrorKind, GradlintError, ProfileEntry, profile_ratio
 
-SATURATING = {"Sigmoid": 5.29, "Tanh": 3.0, "Hardtanh": 1.0, "Hardsigmoid": 3.0, "Softsign": 9.0, "LogSigmoid": -5.29}
+# |x| beyond which φ' is below 1% of its maximum (LogSigmoid: x beyond which, on the flat positive side)
+SATURATING = {"Sigmoid": 5.99, "Tanh": 2.99, "Hardtanh": 1.0, "Hardsigmoid": 3.0, "Softsign": 9.0, "LogSigmoid": 4.6}
 RELU_LIKE = ("ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU")
 
 
@@ -90,7 +91,8 @@ def preserved_global_state() -> Iterator[None]:
         np = None  # type: ignore[assignment]
     grad_enabled = torch.is_grad_enabled()
     dtype = torch.get_default_dtype()
-    with torch.random.fork_rng(devices=[]):
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
         try:
             yield
         finally:
@@ -174,22 +176,22 @@ def run_probe(model: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str,
               timeout: float | None = 60.0, max_params: int | None = None, device: str | None = None) -> ProbeResult:
     """Measure the contract's profile for `layers` [(module path, kind, weight name)] on a copy of `model`."""
     n_params = sum(p.numel() for p in model.parameters())
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    if device.type == "meta":
+    home = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if home.type == "meta":
         return _skipped("the model is on the meta device (no weights to run)", inputs)
     if max_params is not None and n_params > max_params:
         return _skipped(f"the model has {n_params:,} parameters, above the probe budget of {max_params:,} (--probe-max-params)", inputs)
     start = time.perf_counter()
     with preserved_global_state():
         torch.manual_seed(seed)
-        twin = copy.deepcopy(model)
-        if device is not None:  # e.g. probe on a GPU: the copy moves, the user's model stays where it is
-            twin.to(device)
-            inputs = tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in inputs)
-        twin.train()
-        for p in twin.parameters():
-            p.grad = None
         try:
+            twin = copy.deepcopy(model)
+            if device is not None:  # e.g. probe on a GPU: the copy moves, the user's model stays where it is
+                twin.to(device)
+                inputs = tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in inputs)
+            twin.train()
+            for p in twin.parameters():
+                p.grad = None
             with time_limit(timeout):
                 result = _measure(twin, inputs, layers, seed)
         except ProbeTimeout:
@@ -207,7 +209,7 @@ def run_probe(model: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str,
                 "still reported; use --no-probe to skip the probe.",
             ) from exc
         finally:
-            del twin
+            twin = None
     result.seconds = time.perf_counter() - start
     return result
 
@@ -218,6 +220,7 @@ def _skipped(reason: str, inputs: tuple[Any, ...]) -> ProbeResult:
 
 
 def _measure(twin: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, str, str]], seed: int) -> ProbeResult:
+    named = dict(twin.named_parameters())
     captured: dict[str, torch.Tensor] = {}
     activations: dict[str, ActivationMeasure] = {}
     handles = []
@@ -228,8 +231,10 @@ def _measure(twin: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, s
             if path in captured:
                 return None
             out = first_tensor(output)
-            if out is None or not out.requires_grad:
+            if out is None or not out.is_floating_point():
                 return None
+            if not out.requires_grad:  # a frozen layer still has a gradient at its output
+                out = out.detach().requires_grad_(True)
             captured[path] = out
             return _replace_first(output, out.clone())  # later in-place ops must not rewrite what we measure
 
@@ -243,7 +248,7 @@ def _measure(twin: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, s
                 h = args[0].detach()
                 limit = SATURATING.get(kind)
                 if kind == "LogSigmoid":
-                    saturated = float((h < limit).float().mean()) if h.numel() else 0.0
+                    saturated = float((h > limit).float().mean()) if h.numel() else 0.0
                 elif kind == "Hardsigmoid":
                     saturated = float((h.abs() >= 3.0).float().mean()) if h.numel() else 0.0
                 elif limit is not None:
@@ -265,7 +270,7 @@ def _measure(twin: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, s
             outs = [captured[p] for p, _, _ in layers if p in captured]
             weights = []
             for path, _, wname in layers:
-                param = dict(twin.named_parameters()).get(wname)
+                param = named.get(wname)
                 weights.append(param)
             targets = outs + [w for w in weights if w is not None and w.requires_grad]
             grads = torch.autograd.grad(loss, targets, allow_unused=True) if loss.requires_grad else [None] * len(targets)
@@ -293,7 +298,7 @@ def _measure(twin: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, s
         o = out.detach().double()
         measure.out_mean, measure.out_std = float(o.mean()), float(o.std()) if o.numel() > 1 else 0.0
         measure.dead_fraction = _dead_fraction(out)
-        param = dict(twin.named_parameters()).get(wname)
+        param = named.get(wname)
         if param is not None and id(param) in grad_of and grad_of[id(param)] is not None:
             wg = _rms(grad_of[id(param)])
             measure.weight_grad_rms = wg

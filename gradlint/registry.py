@@ -65,7 +65,10 @@ def load_rule_dir(directory: str) -> tuple[type[Rule], ...]:
 def _entry_point_rules() -> list[type[Rule]]:
     found: list[type[Rule]] = []
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        obj = ep.load()
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            raise GradlintError(ErrorKind.LOAD, f"The rule plugin {ep.name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}.") from exc
         if inspect.isclass(obj) and issubclass(obj, Rule):
             found.append(obj)
         elif isinstance(obj, ModuleType):

@@ -69,8 +69,8 @@ model = nn.Sequential(*layers)
                 steep, rise = earlier, step
         severity = Severity.ERROR if top > self.opts["error_log10"] else Severity.WARNING
         message = (
-            f"The estimated gradient at {peak.module} ({peak.kind}), not counting what normalization layers rescale, "
-            f"is 10^{top:.1f} times the gradient at the model's output (threshold 10^{self.opts['max_log10']:.1f}); it rises most at {steep.module} "
+            f"The estimated gradient at {peak.module} ({peak.kind}) is 10^{top:.1f} times the gradient at the "
+            f"model's output, growing layer by layer (not a normalization rescaling a small signal) (threshold 10^{self.opts['max_log10']:.1f}); it rises most at {steep.module} "
             f"(x10^{rise:.2f} over the next layer). Early layers will take steps far larger than late ones"
         )
         if severity is Severity.ERROR:
