@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import enum
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -141,6 +142,68 @@ class ModelGraph:
             output = (tensors or boundary or nodes)[0]
             layers.append(WeightedLayer(path, self.module_types.get(path, ""), output, self._leaf_weights[path], tuple(nodes)))
         return layers
+
+    @cached_property
+    def position(self) -> dict[str, int]:
+        """Each node's index in execution order: "comes before" without an O(n) `order.index`."""
+        return {name: i for i, name in enumerate(self.order)}
+
+    @cached_property
+    def _layer_by_output(self) -> dict[str, WeightedLayer]:
+        return {layer.output: layer for layer in self.weighted_layers}
+
+    @cached_property
+    def _layer_by_module(self) -> dict[str, WeightedLayer]:
+        return {layer.module: layer for layer in self.weighted_layers}
+
+    @cached_property
+    def _layer_rank(self) -> dict[str, int]:
+        return {layer.module: i for i, layer in enumerate(self.weighted_layers)}
+
+    @cached_property
+    def _layers_by_position(self) -> tuple[list[int], list[WeightedLayer]]:
+        """Layers sorted by where their output is computed, with those positions, for bisection."""
+        ranked = sorted((self.position[output], layer) for output, layer in self._layer_by_output.items()
+                        if output in self.position)
+        return [pos for pos, _ in ranked], [layer for _, layer in ranked]
+
+    def layer_at(self, node: str) -> WeightedLayer | None:
+        """The weighted layer whose output is `node`."""
+        return self._layer_by_output.get(node)
+
+    def layer_named(self, module: str) -> WeightedLayer | None:
+        """The weighted layer at module path `module`."""
+        return self._layer_by_module.get(module)
+
+    def layer_before(self, node: str) -> WeightedLayer | None:
+        """The last weighted layer whose output precedes `node` in execution order."""
+        positions, layers = self._layers_by_position
+        index = bisect.bisect_left(positions, self.position[node])
+        return layers[index - 1] if index else None
+
+    def layer_feeding(self, node: str) -> WeightedLayer | None:
+        """The nearest weighted-layer output upstream of `node` (itself included), breadth first through ops."""
+        frontier, seen = [node], {node}
+        while frontier:
+            name = frontier.pop(0)
+            layer = self._layer_by_output.get(name)
+            if layer is not None:
+                return layer
+            for src in self.records[name].inputs:
+                if src not in seen and self.records[src].kind is NodeKind.OP:
+                    seen.add(src)
+                    frontier.append(src)
+        return None
+
+    def layers_in(self, nodes: Iterable[str]) -> list[WeightedLayer]:
+        """The weighted layers whose output is one of `nodes`, in first-execution order."""
+        inside = set(nodes)
+        return [layer for layer in self.weighted_layers if layer.output in inside]
+
+    def next_layer(self, layer: WeightedLayer) -> WeightedLayer | None:
+        """The weighted layer executed first after `layer`."""
+        index = self._layer_rank[layer.module] + 1
+        return self.weighted_layers[index] if index < len(self.weighted_layers) else None
 
     # -- structural queries rules use -------------------------------------------------------------
 

@@ -10,9 +10,13 @@ from typing import Any, ClassVar
 from torch import nn
 
 from gradlint.estimate import Estimate
+from gradlint.estimate.transfer import TRANSFERS, batch_norm
 from gradlint.graph import ModelGraph, NodeRecord
 from gradlint.recorder import ConstructionRecord, class_location
-from gradlint.types import Finding, Risk, Severity, SourceLocation
+from gradlint.types import Finding, ProfileEntry, Risk, Severity, SourceLocation
+
+# Every op name the estimator treats as batch norm (aten variants of one layer).
+BATCH_NORM_OPS = frozenset(op for op, fn in TRANSFERS.items() if fn is batch_norm)
 
 
 @dataclass
@@ -86,3 +90,37 @@ class Rule:
             message=message, module=module, path=loc.path if loc else None, line=loc.line if loc else None,
             fix=fix, evidence=evidence or {},
         )
+
+
+# -- helpers several rules share -------------------------------------------------------------------
+
+
+def is_gate(ctx: RuleContext, name: str) -> bool:
+    """A saturating op that feeds a product is a gate (GLU, squeeze-excitation, LSTM-style) or part of a
+    non-saturating composite (swish): its range is the point, so it is neither a chain link nor saturated."""
+    return any(user.op in ("mul", "div") for user in ctx.graph.users(name))
+
+
+def parent_module(path: str | None) -> str | None:
+    """The module that owns `path` ("layers.3" for "layers.3.norm1"): the block a user edits."""
+    return path.rsplit(".", 1)[0] if path and "." in path else path
+
+
+def probe_entry(probe: Any, module: str | None) -> ProfileEntry | None:
+    """The probe's measured profile entry for the weighted layer `module`, if it was measured."""
+    return next((p for p in getattr(probe, "profile", []) if p.module == module), None)
+
+
+def measured_drift(probe: Any, first: str | None, last: str | None) -> float | str | None:
+    """Measured log10 gradient RMS at layer `first` minus that at layer `last`; "zero" or "nonfinite" when
+    `first` got no gradient or a NaN/Inf one (no logarithm to compare); None when either was not measured."""
+    start, end = probe_entry(probe, first), probe_entry(probe, last)
+    if start is None or end is None:
+        return None
+    if start.zero:
+        return "zero"
+    if start.nonfinite:
+        return "nonfinite"
+    if start.log10_grad_rms is None or end.log10_grad_rms is None:
+        return None
+    return start.log10_grad_rms - end.log10_grad_rms

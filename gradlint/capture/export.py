@@ -46,6 +46,8 @@ def capture_export(model: nn.Module, inputs: tuple[Any, ...]) -> ModelGraph:
                 kind, pname = NodeKind.INPUT, None
             val = node.meta.get("val")
             records.append(NodeRecord(node.name, kind, shape=shape_of(val), dtype=getattr(val, "dtype", None), param=pname))
+        elif node.op == "get_attr":  # a non-tensor operand of a higher-order op (a subgraph, a function spec)
+            records.append(NodeRecord(node.name, NodeKind.CONSTANT))
         elif node.op == "call_function":
             if node.target is operator.getitem and isinstance(node.args[0], fx.Node) and node.args[0].name in regions:
                 aliases[node.name] = regions[node.args[0].name][node.args[1]]

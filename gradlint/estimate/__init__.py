@@ -197,6 +197,7 @@ def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = 
             node_gains = {k: (g if math.isfinite(g) else 1.0) for k, g in node_gains.items()}
         ctx.stats[node.name] = stat
         gains[node.name] = node_gains
+    _pool_after_activation(graph, ctx, resolver, gains, pointwise)
     r = _backward(graph, gains)
     result = Estimate(graph, ctx.stats, r, gains, pointwise, ctx.notes, unknown)
     result.profile = [
@@ -219,6 +220,37 @@ def _saturates(fn: Any, root: Stat, max_grad: float) -> bool:
     if grad is None or max_grad <= 0:
         return False
     return bool((grad.abs() <= 0.01 * max_grad).all())
+
+
+_MAX_POOLS = ("max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices", "max_pool2d_with_indices",
+              "max_pool3d_with_indices", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d")
+
+
+def _pool_after_activation(graph: ModelGraph, ctx: _Context, resolver: PointwiseResolver,
+                           gains: dict[str, dict[str, float]], pointwise: dict[str, PointwiseInfo]) -> None:
+    """Max pooling picks each window's largest activation, so the gradient only reaches units that are on
+    (ReLU: derivative 1, not 1/2 on average). For a monotone activation feeding only max pools,
+    max(φ(h)) = φ(max h): judge φ and φ' at the window maximum instead of at a random unit."""
+    from gradlint.estimate.transfer import _max_order_moments
+
+    for node in graph.ops():
+        if node.op not in _MAX_POOLS:
+            continue
+        src = node.inputs[0] if node.inputs else None
+        info = pointwise.get(src or "")
+        if src is None or info is None or info.grad_mean < 0 or any(u.op not in _MAX_POOLS for u in graph.users(src)):
+            continue
+        k = max(int(round(graph[src].numel / max(node.numel, 1))), 1)
+        e1, e2 = _max_order_moments(k)
+        root = info.input
+        sd = math.sqrt(root.v)
+        at_max = Stat(root.mean + sd * e1, (root.q - root.v) + 2 * root.mean * sd * e1 + root.v * e2, root.v * max(e2 - e1 * e1, 0.0))
+        try:
+            stat, moments = pointwise_stat(resolver.composite(src, info.root), ("max", k, _signature(graph, src, info.root, {})), at_max)
+        except Exception:
+            continue
+        gains[src] = {info.root: moments.grad_second}
+        ctx.stats[node.name] = stat
 
 
 def _backward(graph: ModelGraph, gains: dict[str, dict[str, float]]) -> dict[str, float]:
