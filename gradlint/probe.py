@@ -157,8 +157,15 @@ def _replace_first(value: Any, new: torch.Tensor) -> Any:
 
 
 def _rms(t: torch.Tensor) -> float:
-    t = t.detach().double()
-    return math.sqrt(float((t * t).mean())) if t.numel() else 0.0
+    """RMS in the tensor's own precision (no float64 copy of a large activation); NaN/Inf propagate."""
+    if not t.numel():
+        return 0.0
+    return float(torch.linalg.vector_norm(t.detach())) / math.sqrt(t.numel())
+
+
+def _finite(t: torch.Tensor) -> bool:
+    """All values finite. The RMS is finite exactly then (barring float32 overflow, checked only then)."""
+    return math.isfinite(_rms(t)) or bool(torch.isfinite(t.detach()).all())
 
 
 def _dead_fraction(t: torch.Tensor) -> float:
@@ -281,7 +288,7 @@ def _measure(twin: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, s
     grad_of = dict(zip([id(t) for t in targets], grads))
     profile: list[ProfileEntry] = []
     measures: dict[str, LayerMeasure] = {}
-    nonfinite_any = not bool(torch.isfinite(y.detach()).all())
+    nonfinite_any = not _finite(y)
     for path, kind, wname in layers:
         out = captured.get(path)
         if out is None:
@@ -291,11 +298,11 @@ def _measure(twin: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, s
             continue
         grad = grad_of.get(id(out))
         entry = _entry(path, kind, grad, g_rms)
-        if not bool(torch.isfinite(out.detach()).all()):  # the contract: a nonfinite forward is null too
+        if not _finite(out):  # the contract: a nonfinite forward is null too
             entry = ProfileEntry(path, kind, None, nonfinite=True)
         nonfinite_any = nonfinite_any or entry.nonfinite
         measure = LayerMeasure(path, kind, entry.log10_grad_rms, entry.zero, entry.nonfinite)
-        o = out.detach().double()
+        o = out.detach()
         measure.out_mean, measure.out_std = float(o.mean()), float(o.std()) if o.numel() > 1 else 0.0
         measure.dead_fraction = _dead_fraction(out)
         param = named.get(wname)
@@ -313,7 +320,7 @@ def _measure(twin: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, s
 def _entry(path: str, kind: str, grad: torch.Tensor | None, g_rms: float) -> ProfileEntry:
     if grad is None:
         return ProfileEntry(path, kind, None, zero=True)
-    if not bool(torch.isfinite(grad).all()):
+    if not _finite(grad):
         return ProfileEntry(path, kind, None, nonfinite=True)
     rms = _rms(grad)
     if rms == 0.0 or g_rms == 0.0:

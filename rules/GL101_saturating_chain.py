@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterator
 
 from gradlint.graph import NodeKind
-from gradlint.rule import Rule, RuleContext
+from gradlint.rule import Rule, RuleContext, is_gate, measured_drift
 from gradlint.types import Finding, Risk, Severity
 
 # Ops that carry the signal from one activation to the next without normalising it or adding a skip.
@@ -58,7 +58,7 @@ model = nn.Sequential(*layers)
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         graph, est = ctx.graph, ctx.estimate
         saturating = [n for n, info in est.pointwise.items() if info.saturating and n in graph.live
-                      and not _is_gate(ctx, n)]
+                      and not is_gate(ctx, n)]
         chain: dict[str, list[str]] = {}
         for name in graph.order:
             if name not in saturating:
@@ -105,23 +105,13 @@ model = nn.Sequential(*layers)
             )
 
     def confirm(self, finding: Finding, probe: object) -> bool | None:
-        profile = {p.module: p for p in getattr(probe, "profile", [])}
-        first, last = profile.get(finding.evidence.get("first_layer")), profile.get(finding.evidence.get("last_layer"))
-        if first is None or last is None:
+        measured = measured_drift(probe, finding.evidence.get("first_layer"), finding.evidence.get("last_layer"))
+        if measured is None:
             return None
-        if first.zero or first.nonfinite:
+        if isinstance(measured, str):  # no gradient, or NaN/Inf, at the chain's first layer
             return True
-        if first.log10_grad_rms is None or last.log10_grad_rms is None:
-            return None
-        measured = first.log10_grad_rms - last.log10_grad_rms
         finding.evidence["measured_decades"] = round(measured, 3)
         return measured <= -self.opts["min_decades"] / 2
-
-
-def _is_gate(ctx: RuleContext, name: str) -> bool:
-    """A saturating op that feeds a product is a gate (GLU, squeeze-excitation, LSTM-style) or part of a
-    non-saturating composite (swish); either way it is not a link of a chain."""
-    return any(user.op in ("mul", "div") for user in ctx.graph.users(name))
 
 
 def _previous_saturating(ctx: RuleContext, start: str, saturating: set[str]) -> Iterator[str]:
@@ -145,9 +135,7 @@ def _previous_saturating(ctx: RuleContext, start: str, saturating: set[str]) -> 
 def _layers_around(ctx: RuleContext, links: list[str]) -> tuple[str | None, str | None]:
     """The first weighted layer feeding the chain and the last one inside it."""
     graph = ctx.graph
-    outputs = {layer.output: layer.module for layer in graph.weighted_layers}
-    index = {n: i for i, n in enumerate(graph.order)}
-    first_pos, last_pos = index[links[0]], index[links[-1]]
-    before = [outputs[n] for n in graph.order[:first_pos] if n in outputs]
-    inside = [outputs[n] for n in graph.order[first_pos:last_pos] if n in outputs]
-    return (before[-1] if before else None), (inside[-1] if inside else None)
+    before, inside = graph.layer_before(links[0]), graph.layer_before(links[-1])
+    if inside is not None and graph.position[inside.output] < graph.position[links[0]]:
+        inside = None  # the last layer before the chain's end comes before its start
+    return (before.module if before else None), (inside.module if inside else None)

@@ -12,7 +12,7 @@ from typing import Any
 import networkx as nx
 
 from gradlint.graph import NodeKind, WeightedLayer
-from gradlint.rule import Rule, RuleContext
+from gradlint.rule import Rule, RuleContext, measured_drift
 from gradlint.types import Finding, Risk, Severity
 
 _LAYER_OPS = {"linear", "conv1d", "conv2d", "conv3d", "convolution", "addmm", "mm", "matmul"}
@@ -81,7 +81,7 @@ for _ in range(30):
             if abs(per_layer) <= tolerance:
                 continue
             prev = runs[-1][-1] if runs else None
-            if (prev is not None and (prev.backward < 1) == (link.backward < 1) and _next(ctx, prev) is link.layer
+            if (prev is not None and (prev.backward < 1) == (link.backward < 1) and ctx.graph.next_layer(prev.layer) is link.layer
                     and nx.has_path(ctx.graph.nx, prev.act, link.layer.output)):
                 runs[-1].append(link)
             else:
@@ -129,16 +129,15 @@ for _ in range(30):
         )
 
     def confirm(self, finding: Finding, probe: Any) -> bool | None:
-        profile = {p.module: p for p in getattr(probe, "profile", [])}
-        first, last = profile.get(finding.evidence["first_layer"]), profile.get(finding.evidence["last_layer"])
+        first, last = finding.evidence["first_layer"], finding.evidence["last_layer"]
         expected = finding.evidence.get("estimated_layer_decades")
-        if first is None or last is None or expected is None or first is last:
+        if expected is None or first == last:
             return None
-        if first.zero:
+        measured = measured_drift(probe, first, last)
+        if measured == "zero":
             return expected < 0
-        if first.log10_grad_rms is None or last.log10_grad_rms is None:
+        if not isinstance(measured, float):
             return None
-        measured = first.log10_grad_rms - last.log10_grad_rms
         finding.evidence["measured_layer_decades"] = round(measured, 3)
         return (measured < 0) == (expected < 0) and abs(measured) >= abs(expected) / 2
 
@@ -152,7 +151,7 @@ def _link(ctx: RuleContext, layer: WeightedLayer) -> _Link | None:
     composite = [n for n, info in est.pointwise.items() if info.root == layer.output]
     if not composite:
         return None
-    act = max(composite, key=graph.order.index)
+    act = max(composite, key=graph.position.__getitem__)
     info = est.pointwise[act]
     weight = next((r for r in graph.producers(layer.output) if r.kind is NodeKind.PARAM and r.param == layer.weight), None)
     data = next((r for r in graph.producers(layer.output) if r.kind not in (NodeKind.PARAM, NodeKind.BUFFER, NodeKind.CONSTANT)), None)
@@ -169,12 +168,6 @@ def _link(ctx: RuleContext, layer: WeightedLayer) -> _Link | None:
     return _Link(layer, act, ops, info.saturating, linear_gain * info.grad_second,
                  fan_in * w2 * est.stats[act].q / q_in.q, _looks_like(w2, fan_in, fan_out),
                  math.sqrt(w2 * fan_in / (linear_gain * info.grad_second)))
-
-
-def _next(ctx: RuleContext, link: _Link) -> WeightedLayer | None:
-    layers = ctx.graph.weighted_layers
-    index = layers.index(link.layer)
-    return layers[index + 1] if index + 1 < len(layers) else None
 
 
 def _looks_like(w2: float, fan_in: int, fan_out: int) -> str:

@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from gradlint.rule import Rule, RuleContext
+from gradlint.rule import Rule, RuleContext, probe_entry
 from gradlint.types import Finding, Risk, Severity
 
 
@@ -90,7 +90,7 @@ for m in layers:
         )
 
     def confirm(self, finding: Finding, probe: Any) -> bool | None:
-        entry = next((p for p in getattr(probe, "profile", []) if p.module == finding.module), None)
+        entry = probe_entry(probe, finding.module)
         if entry is None:
             return None
         if entry.zero:

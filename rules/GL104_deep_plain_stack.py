@@ -7,16 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from gradlint.graph import NodeKind
-from gradlint.rule import Rule, RuleContext
+from gradlint.rule import Rule, RuleContext, measured_drift, probe_entry
 from gradlint.types import Finding, Risk, Severity
 
-_NORM_OPS = {"rsqrt", "norm", "renorm", "normalize", "weight_norm", "_weight_norm"}
 _MERGE_OPS = {"add", "sub", "cat", "concat", "stack", "mul", "div", "where", "maximum", "minimum"}
-
-
-def _normalizes(op: str) -> bool:
-    """batch_norm, layer_norm, group_norm, instance_norm, rms_norm (fused or decomposed to rsqrt)."""
-    return "norm" in op or op in _NORM_OPS
 
 
 class DeepPlainStack(Rule):
@@ -60,15 +54,14 @@ model = nn.Sequential(*layers)
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         graph, est = ctx.graph, ctx.estimate
-        outputs = {layer.output: layer for layer in graph.weighted_layers}
-        _, path = graph.longest_path({name: 1.0 for name in outputs})
+        _, path = graph.longest_path({layer.output: 1.0 for layer in graph.weighted_layers})
         segments: list[list[Any]] = [[]]
         for name in path:
             node = graph[name]
-            if node.kind is NodeKind.OP and (_normalizes(node.op) or _merges(ctx, name)):
+            if node.kind is NodeKind.OP and (name in est.normalizers or _merges(ctx, name)):
                 segments.append([])
-            elif name in outputs:
-                segments[-1].append(outputs[name])
+            elif (layer := graph.layer_at(name)) is not None:
+                segments[-1].append(layer)
         stack = max(segments, key=len)
         if len(stack) < int(self.opts["min_depth"]):
             return
@@ -94,19 +87,15 @@ model = nn.Sequential(*layers)
         )
 
     def confirm(self, finding: Finding, probe: Any) -> bool | None:
-        entry = next((p for p in getattr(probe, "profile", []) if p.module == finding.evidence.get("bottom")), None)
-        if entry is None:
-            return None
-        if entry.zero:
+        bottom = finding.evidence.get("bottom")
+        drift = measured_drift(probe, bottom, finding.evidence.get("top"))
+        if drift == "zero":
             return finding.evidence["estimated_drift"] < 0
-        if entry.log10_grad_rms is None:
-            return None if not entry.nonfinite else finding.evidence["estimated_drift"] > 0
-        measured = entry.log10_grad_rms
-        finding.evidence["measured_log10"] = round(measured, 3)
-        top = next((p for p in probe.profile if p.module == finding.evidence.get("top")), None)
-        if top is None or top.log10_grad_rms is None:
+        if drift == "nonfinite":
+            return finding.evidence["estimated_drift"] > 0
+        if not isinstance(drift, float):
             return None
-        drift = measured - top.log10_grad_rms
+        finding.evidence["measured_log10"] = round(probe_entry(probe, bottom).log10_grad_rms, 3)
         half = float(self.opts["min_decades"]) / 2
         return drift < -half if finding.evidence["estimated_drift"] < 0 else drift > half
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-from gradlint.rule import Rule, RuleContext
+from gradlint.rule import Rule, RuleContext, probe_entry
 from gradlint.types import Finding, ProfileEntry, Risk, Severity
 
 
@@ -87,9 +87,8 @@ model = nn.Sequential(*layers)
         growth must be geometric in depth (the output-side half of the layers grows at least half as much as the input-side half), unlike a
         pre-LN transformer whose small residual stream makes the first few blocks' gradients large."""
         r = ctx.estimate.r_scale_free
-        outputs = {layer.module: layer.output for layer in ctx.graph.weighted_layers}
-        scale_free = [0.5 * math.log10(r[outputs[p.module]]) for p in profile
-                      if r.get(outputs.get(p.module, ""), 0.0) > 0 and math.isfinite(r[outputs[p.module]])]
+        outputs = [layer.output for p in profile if (layer := ctx.graph.layer_named(p.module)) is not None]
+        scale_free = [0.5 * math.log10(r[out]) for out in outputs if r.get(out, 0.0) > 0 and math.isfinite(r[out])]
         if not scale_free or max(scale_free) <= self.opts["max_log10"]:
             return False
         values = [p.log10_grad_rms or 0.0 for p in profile]
@@ -101,7 +100,7 @@ model = nn.Sequential(*layers)
     def confirm(self, finding: Finding, probe: object) -> bool | None:
         if getattr(probe, "nonfinite", False):
             return True
-        measured = {p.module: p for p in getattr(probe, "profile", [])}.get(finding.evidence.get("peak_layer"))
+        measured = probe_entry(probe, finding.evidence.get("peak_layer"))
         if measured is None:
             return None
         if measured.nonfinite:

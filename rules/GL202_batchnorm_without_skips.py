@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import networkx as nx
 
 from gradlint.graph import NodeKind
-from gradlint.rule import Rule, RuleContext
+from gradlint.rule import BATCH_NORM_OPS, Rule, RuleContext, probe_entry
 from gradlint.types import Finding, Risk, Severity
 
 
@@ -66,7 +66,8 @@ model = nn.Sequential(*layers)
         decades = est.log10_rms(source) if source is not None else None
         if decades is None or decades < self.opts["min_decades"]:
             return
-        layer = _layer_before(ctx, stack[0])
+        before = graph.layer_before(stack[0])
+        layer = before.module if before is not None else None
         message = (
             f"{len(stack)} BatchNorm layers from {first.module or '<root>'} to {last.module or '<root>'} lie on every "
             f"path from input to output, with no skip connection around them: batch norm makes the gradient grow "
@@ -81,7 +82,7 @@ model = nn.Sequential(*layers)
         )
 
     def confirm(self, finding: Finding, probe: object) -> bool | None:
-        measured = {p.module: p for p in getattr(probe, "profile", [])}.get(finding.evidence.get("first_layer"))
+        measured = probe_entry(probe, finding.evidence.get("first_layer"))
         if measured is None:
             return None
         if measured.nonfinite:
@@ -103,15 +104,7 @@ def _unbypassed_batch_norms(ctx: RuleContext) -> list[str]:
         return []
     chain, node = [], graph.output
     while node != start:
-        if graph[node].op == "batch_norm":
+        if graph[node].op in BATCH_NORM_OPS:
             chain.append(node)
         node = dominators[node]
     return chain[::-1]
-
-
-def _layer_before(ctx: RuleContext, name: str) -> str | None:
-    """The last weighted layer whose output comes before `name`: where the stack's gradient is measured."""
-    outputs = {layer.output: layer.module for layer in ctx.graph.weighted_layers}
-    index = ctx.graph.order.index(name)
-    before = [outputs[n] for n in ctx.graph.order[:index] if n in outputs]
-    return before[-1] if before else None

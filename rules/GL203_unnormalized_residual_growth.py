@@ -9,11 +9,8 @@ from collections.abc import Iterator
 import networkx as nx
 
 from gradlint.graph import NodeKind
-from gradlint.rule import Rule, RuleContext
+from gradlint.rule import Rule, RuleContext, parent_module
 from gradlint.types import Finding, Risk, Severity
-
-NORMS = {"batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm", "native_layer_norm",
-         "native_batch_norm", "_native_batch_norm_legit"}
 
 
 class UnnormalizedResidualGrowth(Rule):
@@ -75,10 +72,10 @@ class Net(nn.Module):
         first_layer = _first_layer_in(ctx, blocks[stack[0]], stack[0])
         last_layer = _first_layer_in(ctx, blocks[stack[-1]], stack[-1])
         first, last = graph[stack[0]], graph[stack[-1]]
-        module = _block_module(first_layer) or first.module
+        module = parent_module(first_layer) or first.module
         decades = 0.5 * math.log10(growth) if math.isfinite(growth) else math.inf
         message = (
-            f"{len(stack)} residual blocks from {module or '<root>'} to {_block_module(last_layer) or last.module} "
+            f"{len(stack)} residual blocks from {module or '<root>'} to {parent_module(last_layer) or last.module} "
             f"add an unnormalized, unscaled branch to the stream: its variance grows about {per_block:.2f}x per "
             f"block, so activations end 10^{decades:.1f} times larger than they start and the gradients through "
             f"the branches grow with them. Scale each branch, e.g. `x = x + branch(x) / math.sqrt({len(stack)})`, or "
@@ -119,28 +116,23 @@ def _unnormalized_residual_adds(ctx: RuleContext) -> Iterator[tuple[str, str]]:
         for skip, branch in ((refs[0], refs[1]), (refs[1], refs[0])):
             if nx.has_path(graph.nx, skip, branch):
                 inside = graph.between(skip, node.name)
-                if not any(graph[n].op in NORMS or n in ctx.estimate.normalizers for n in inside):
+                if not any(n in ctx.estimate.normalizers for n in inside):
                     yield node.name, skip
                 break
 
 
 def _first_layer_in(ctx: RuleContext, skip: str, add: str) -> str | None:
     """The first weighted layer inside the branch from `skip` to `add`: its output std follows the stream's."""
-    inside = ctx.graph.between(skip, add)
-    return next((layer.module for layer in ctx.graph.weighted_layers if layer.output in inside), None)
-
-
-def _block_module(layer: str | None) -> str | None:
-    """The block that owns the layer (its parent module), the place a user scales or re-initialises."""
-    return layer.rsplit(".", 1)[0] if layer and "." in layer else layer
+    layers = ctx.graph.layers_in(ctx.graph.between(skip, add))
+    return layers[0].module if layers else None
 
 
 def _layer_decades(ctx: RuleContext, first: str | None, last: str | None) -> float | None:
     """Estimated log10 growth of the output std from the `first` layer to the `last`."""
-    outputs = {layer.module: layer.output for layer in ctx.graph.weighted_layers}
     if first is None or last is None or first == last:
         return None
-    q_first, q_last = ctx.estimate.stats[outputs[first]].q, ctx.estimate.stats[outputs[last]].q
+    stats, layer_named = ctx.estimate.stats, ctx.graph.layer_named
+    q_first, q_last = stats[layer_named(first).output].q, stats[layer_named(last).output].q
     if q_first <= 0 or not math.isfinite(q_last) or q_last <= 0:
         return None
     return round(0.5 * math.log10(q_last / q_first), 3)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import networkx as nx
+
 from gradlint.graph import NodeKind, Ref
 from gradlint.rule import Rule, RuleContext
 from gradlint.types import Finding, Risk, Severity
@@ -39,7 +41,7 @@ class Net(nn.Module):
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         graph, est = ctx.graph, ctx.estimate
         for name, info in est.pointwise.items():
-            if name in graph.live and info.nonfinite >= self.opts["min_share"]:
+            if name in graph.live and info.nonfinite >= self.opts["min_share"] and _carries_data(ctx, info.root):
                 node = graph[name]
                 yield self.finding(
                     ctx, node.module, f"`{node.op}` in {node.module or '<root>'} gives NaN or Inf for "
@@ -72,3 +74,11 @@ class Net(nn.Module):
 
     def confirm(self, finding: Finding, probe: Any) -> bool | None:
         return bool(getattr(probe, "nonfinite", False))
+
+
+def _carries_data(ctx: RuleContext, root: str) -> bool:
+    """Whether the op's input depends on the model's input or weights. Index arithmetic on constants (T5's
+    `log` of relative positions, whose -inf at distance 0 a `where` discards) carries no gradient."""
+    graph = ctx.graph
+    sources = {graph[n].kind for n in nx.ancestors(graph.nx, root)} | {graph[root].kind}
+    return bool(sources & {NodeKind.INPUT, NodeKind.PARAM})

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import torch
 
 from gradlint.estimate.pointwise import PointwiseResolver
-from gradlint.graph import NodeKind
 from gradlint.rule import Rule, RuleContext
 from gradlint.types import Finding, Risk, Severity
 
@@ -64,7 +63,8 @@ block = nn.Sequential(lin, nn.ReLU())
             if active >= self.opts["min_active"]:
                 continue
             node = graph[name]
-            layer = _layer_feeding(ctx, info.root)
+            feeding = graph.layer_feeding(info.root)
+            layer = feeding.module if feeding is not None else None
             source = f"the output of {layer}" if layer else "its input"
             message = (
                 f"{node.module or '<root>'} ({node.op}) receives {source} with mean {h.mean:.2f} and std {std:.2f} at "
@@ -102,21 +102,6 @@ def _rectifies(resolver: PointwiseResolver, name: str, root: str) -> bool:
 
 def _normal_cdf(z: float) -> float:
     return 0.5 * math.erfc(-z / math.sqrt(2.0))
-
-
-def _layer_feeding(ctx: RuleContext, root: str) -> str | None:
-    """The nearest weighted layer upstream of the activation's input, through non-weighted ops."""
-    outputs = {layer.output: layer.module for layer in ctx.graph.weighted_layers}
-    frontier, seen = [root], {root}
-    while frontier:
-        name = frontier.pop(0)
-        if name in outputs:
-            return outputs[name]
-        for src in ctx.graph[name].inputs:
-            if src not in seen and ctx.graph[src].kind is NodeKind.OP:
-                seen.add(src)
-                frontier.append(src)
-    return None
 
 
 def _ref(layer: str | None) -> str:

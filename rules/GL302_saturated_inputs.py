@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 
 from gradlint.estimate.pointwise import PointwiseResolver
-from gradlint.rule import Rule, RuleContext
+from gradlint.rule import Rule, RuleContext, is_gate
 from gradlint.types import Finding, Risk, Severity
 
 GRID = 4001  # points over mean ± 8 std, and again over ± 20 for the derivative's peak
@@ -55,7 +55,7 @@ block = nn.Sequential(lin, nn.Tanh())              # ~80% of units saturated
         graph, est = ctx.graph, ctx.estimate
         resolver = PointwiseResolver(graph)
         for name, info in est.pointwise.items():
-            if not info.saturating or name not in graph.live or _is_gate(ctx, name):
+            if not info.saturating or name not in graph.live or is_gate(ctx, name):
                 continue
             h = info.input
             std = math.sqrt(h.var)
@@ -112,8 +112,3 @@ def _saturated_fraction(resolver: PointwiseResolver, name: str, root: str, mean:
         return float(flat[GRID // 2])
     density = torch.exp(-0.5 * ((spread - mean) / std) ** 2)
     return float((density * flat).sum() / density.sum())
-
-
-def _is_gate(ctx: RuleContext, name: str) -> bool:
-    """A saturating op feeding a product is a gate (GLU, squeeze-excitation, LSTM-style): its range is the point."""
-    return any(user.op in ("mul", "div") for user in ctx.graph.users(name))

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterator
 
 from gradlint.graph import NodeKind, NodeRecord, Ref
-from gradlint.rule import Rule, RuleContext
+from gradlint.rule import Rule, RuleContext, probe_entry
 from gradlint.types import Finding, Risk, Severity
 
 PRODUCTS = {"matmul", "bmm", "einsum"}
@@ -132,8 +132,8 @@ attn = torch.softmax(scores, dim=-1) @ v
             "scale": scale}))
 
     def confirm(self, finding: Finding, probe: object) -> bool | None:
-        profile = {p.module: p.log10_grad_rms for p in getattr(probe, "profile", [])}
-        q, k, v = (profile.get(finding.evidence.get(f"{x}_layer")) for x in "qkv")
+        entries = [probe_entry(probe, finding.evidence.get(f"{x}_layer")) for x in "qkv"]
+        q, k, v = (entry.log10_grad_rms if entry is not None else None for entry in entries)
         if q is None or k is None or v is None:
             return None
         gap = v - max(q, k)
@@ -196,18 +196,18 @@ def _operand_source(ctx: RuleContext, name: str) -> tuple[str | None, bool]:
 
 def _qkv_layers(ctx: RuleContext, product: NodeRecord, softmax: NodeRecord) -> dict[str, str]:
     """The weighted layers producing q, k and v when they are separate layers (the probe compares them)."""
-    layers = {layer.output: layer.module for layer in ctx.graph.weighted_layers}
+    graph = ctx.graph
     found: dict[str, str] = {}
     for key, ref in zip("qk", product.args[:2]):
         src, _ = _operand_source(ctx, ref.name)
-        if src in layers:
-            found[f"{key}_layer"] = layers[src]
+        if src is not None and (layer := graph.layer_at(src)) is not None:
+            found[f"{key}_layer"] = layer.module
     for user in _users_through(ctx, softmax.name):
         if user.op in PRODUCTS:
             other = [a for a in user.args[:2] if isinstance(a, Ref)][-1]
             src, _ = _operand_source(ctx, other.name)
-            if src in layers:
-                found["v_layer"] = layers[src]
+            if src is not None and (layer := graph.layer_at(src)) is not None:
+                found["v_layer"] = layer.module
     return found if len(set(found.values())) == 3 else {}
 
 

@@ -6,10 +6,10 @@ import math
 from collections.abc import Iterator
 
 from gradlint.graph import NodeKind, NodeRecord, Ref
-from gradlint.rule import Rule, RuleContext
-from gradlint.types import Finding, Risk, Severity
+import networkx as nx
 
-NORMS = {"layer_norm", "native_layer_norm", "rms_norm"}
+from gradlint.rule import BATCH_NORM_OPS, Rule, RuleContext, parent_module
+from gradlint.types import Finding, Risk, Severity
 
 
 class PostNormDepth(Rule):
@@ -60,7 +60,8 @@ sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) 
         graph, est = ctx.graph, ctx.estimate
         ratios: dict[str, float] = {}
         for node in graph.ops():
-            if node.op in NORMS and node.name in graph.live:
+            # any normalization (aten or hand-written RMSNorm/LayerNorm) but batch norm, GL202's business
+            if node.name in est.normalizers and node.op not in BATCH_NORM_OPS and node.name in graph.live:
                 ratio = _branch_ratio(ctx, node)
                 if ratio is not None:
                     ratios[node.name] = ratio
@@ -72,7 +73,7 @@ sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) 
             return
         decades = sum(0.5 * math.log10(1.0 + ratios[n]) for n in norms)
         first, last = graph[norms[0]], graph[norms[-1]]
-        blocks = _block(first.module), _block(last.module)
+        blocks = parent_module(first.module), parent_module(last.module)
         evidence = {"post_ln_sublayers": len(norms), "identity_path_decades": round(-decades, 3),
                     "mean_branch_ratio": round(sum(ratios[n] for n in norms) / len(norms), 4),
                     "first_block": blocks[0], "last_block": blocks[1]}
@@ -119,11 +120,11 @@ sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) 
 def _branch_ratio(ctx: RuleContext, norm: NodeRecord) -> float | None:
     """var(branch) / var(skip) when `norm` normalizes a residual sum x + f(x), else None."""
     graph, stats = ctx.graph, ctx.estimate.stats
-    x = norm.arg(0)
-    if not isinstance(x, Ref) or graph[x.name].op != "add":
+    x = next(iter(ctx.estimate.notes[norm.name]["normalizes"]), None)  # the tensor it divides by its scale
+    if x is None or graph[x].op != "add":
         return None
-    add = graph[x.name]
-    if any(user.name != norm.name for user in graph.users(add.name)):
+    add = graph[x]
+    if any(user.name != norm.name and not nx.has_path(graph.nx, user.name, norm.name) for user in graph.users(add.name)):
         return None  # the sum is also the next residual stream: pre-LN (x = x + f(LN(x))), not post-LN
     refs = [a for a in add.args[:2] if isinstance(a, Ref) and graph[a.name].kind is not NodeKind.PARAM]
     if len(refs) != 2:
@@ -144,8 +145,3 @@ def _branch_ratio(ctx: RuleContext, norm: NodeRecord) -> float | None:
 def _ancestor(ctx: RuleContext, source: str, target: str) -> bool:
     """Whether `target` is computed from `source` (so `source` is the skip of a residual add)."""
     return ctx.graph.reachable_avoiding(source, target, set())
-
-
-def _block(module: str) -> str:
-    """The block a sublayer norm belongs to: its parent module path ("layers.3" for "layers.3.norm1")."""
-    return module.rsplit(".", 1)[0] if "." in module else module

@@ -1,0 +1,104 @@
+"""gradlint on small randomly initialised Hugging Face models (fixtures/hf/models.py): models that plain
+torch.fx symbolic tracing cannot follow, checked end to end through the JSON contract."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from typing import Any
+
+import pytest
+
+pytest.importorskip("transformers", reason="the optional `hf` extra (pip install gradlint[hf]) is not installed")
+
+import jsonschema  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from gradlint.cli import main  # noqa: E402
+
+MODELS = ("bert", "gpt2", "llama", "t5")
+TARGETS = [f"fixtures/hf/models.py:{name}" for name in MODELS]
+MAX_MEDIAN_DECADES = 0.5
+
+
+@pytest.fixture(scope="module")
+def report() -> dict[str, Any]:
+    """One run over all four targets, as a CI job would call it."""
+    result = CliRunner().invoke(main, ["check", *TARGETS, "--format", "json"])
+    assert result.exit_code in (0, 1), result.output  # 1 (a warning) is judged per target below
+    return json.loads(result.stdout)
+
+
+def _entry(report: dict[str, Any], target: str) -> dict[str, Any]:
+    return next(t for t in report["targets"] if t["target"] == target)
+
+
+def test_report_validates(report: dict[str, Any], report_schema: dict) -> None:
+    jsonschema.validate(report, report_schema)
+    assert [t["target"] for t in report["targets"]] == TARGETS
+    assert report["summary"]["targets"] == len(TARGETS)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_captured_by_a_named_method(report: dict[str, Any], target: str) -> None:
+    entry = _entry(report, target)
+    assert entry["status"] == "ok", entry.get("error")
+    assert entry["capture"]["method"] in ("torch.export", "eager-recording")
+    assert entry["capture"]["weighted_layers"] >= 8
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_weighted_layer_has_a_finite_estimate(report: dict[str, Any], target: str) -> None:
+    entry = _entry(report, target)
+    profile = entry["estimate"]["profile"]
+    assert len(profile) == entry["capture"]["weighted_layers"]
+    for layer in profile:
+        assert layer["log10_grad_rms"] is not None and math.isfinite(layer["log10_grad_rms"]), layer
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_estimate_agrees_with_probe(report: dict[str, Any], target: str) -> None:
+    entry = _entry(report, target)
+    assert entry["probe"] is not None, entry.get("probe_skipped")
+    measured = {p["module"]: p["log10_grad_rms"] for p in entry["probe"]["profile"]}
+    predicted = {p["module"]: p["log10_grad_rms"] for p in entry["estimate"]["profile"]}
+    assert predicted.keys() == measured.keys()
+    gaps = [abs(predicted[m] - measured[m]) for m in predicted]
+    assert statistics.median(gaps) <= MAX_MEDIAN_DECADES, sorted(zip(gaps, predicted), reverse=True)[:5]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_healthy_architecture_has_no_warnings(report: dict[str, Any], target: str) -> None:
+    loud = [f for f in _entry(report, target)["findings"] if f["severity"] in ("warning", "error")]
+    assert not loud, loud
+
+
+def test_no_grad_region_is_inlined_and_detached() -> None:
+    """Llama's rotary embedding runs under `@torch.no_grad()`, which torch.export wraps in a higher-order op
+    around a subgraph: its ops must be in the graph, every reference must resolve, and no gradient may
+    flow back through the region."""
+    import torch
+
+    from fixtures.hf.models import llama
+    from gradlint.capture import capture
+    from gradlint.estimate import estimate
+    from gradlint.weights import WeightTable
+
+    model = llama()
+    inputs = (torch.randint(0, 1000, (2, 16)),)
+    graph = capture(model, inputs)
+    assert graph.method == "torch.export"
+    names = set(graph.order)
+    assert all(src in names for name in graph.order for src in graph[name].inputs)
+    detached = [name for name in graph.order if name.startswith("wrap_with_set_grad_enabled__detach")]
+    assert len(detached) == 2  # the region returns cos and sin
+    upstream, frontier = set(), list(detached)
+    while frontier:
+        for src in graph[frontier.pop()].inputs:
+            if src not in upstream:
+                upstream.add(src)
+                frontier.append(src)
+    assert {"cos", "sin"} <= {graph[name].op for name in upstream}
+    est = estimate(graph, WeightTable(model, None), inputs)
+    assert all(not est.gains.get(name) for name in detached)
