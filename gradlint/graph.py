@@ -49,6 +49,7 @@ class NodeRecord:
     module_stack: tuple[str, ...] = ()  # call keys, outermost first; a repeated call has an "@n" suffix
     location: SourceLocation | None = None
     param: str | None = None  # qualified parameter or buffer name, for PARAM/BUFFER nodes
+    value: torch.Tensor | None = None  # a lifted constant's tensor (e.g. weights kept outside parameters())
 
     @property
     def inputs(self) -> list[str]:

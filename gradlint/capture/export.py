@@ -45,7 +45,9 @@ def capture_export(model: nn.Module, inputs: tuple[Any, ...]) -> ModelGraph:
             else:
                 kind, pname = NodeKind.INPUT, None
             val = node.meta.get("val")
-            records.append(NodeRecord(node.name, kind, shape=shape_of(val), dtype=getattr(val, "dtype", None), param=pname))
+            value = program.constants.get(pname) if kind is NodeKind.CONSTANT and pname else None
+            records.append(NodeRecord(node.name, kind, shape=shape_of(val), dtype=getattr(val, "dtype", None), param=pname,
+                                      value=value if isinstance(value, torch.Tensor) else None))
         elif node.op == "get_attr":  # a non-tensor operand of a higher-order op (a subgraph, a function spec)
             records.append(NodeRecord(node.name, NodeKind.CONSTANT))
         elif node.op == "call_function":

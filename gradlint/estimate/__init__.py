@@ -17,7 +17,7 @@ from gradlint.estimate.stat import Stat, UNIT, ZERO
 from gradlint.estimate.transfer import TRANSFERS
 from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref
 from gradlint.types import ProfileEntry, profile_ratio
-from gradlint.weights import WeightTable
+from gradlint.weights import WeightTable, measured
 
 
 @dataclass
@@ -105,6 +105,9 @@ class _Context:
             if node.param is not None and node.kind in (NodeKind.PARAM, NodeKind.BUFFER):
                 ws = self.weights.stats(node.param)
                 return ws.mean, ws.second
+            if node.value is not None and node.value.is_floating_point() and node.value.device.type != "meta":
+                ws = measured(node.value)
+                return ws.mean, ws.second
             s = self.stat(value)
             return s.mean, s.q
         return 0.0, 0.0
@@ -126,7 +129,10 @@ def _leaf_stat(node: NodeRecord, ctx: _Context) -> Stat:
     if node.kind is NodeKind.PARAM and node.param:
         ws = ctx.weights.stats(node.param)
         return Stat(ws.mean, ws.second, 0.0)
-    tensor = ctx.weights.tensor(node.param) if node.param else None
+    tensor = node.value if node.value is not None else ctx.weights.tensor(node.param) if node.param else None
+    if node.kind is NodeKind.CONSTANT and tensor is not None and tensor.device.type != "meta" and tensor.is_floating_point():
+        ws = measured(tensor)
+        return Stat(ws.mean, ws.second, 0.0)
     if node.kind is NodeKind.BUFFER and tensor is not None and tensor.device.type != "meta" and tensor.is_floating_point():
         t = tensor.detach().double()
         return Stat(float(t.mean()), float((t * t).mean()), 0.0) if t.numel() else ZERO
