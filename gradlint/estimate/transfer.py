@@ -539,12 +539,20 @@ def addmm(node: NodeRecord, ctx: Context) -> Result:
 
 
 def softmax_moments(logit_var: float, n: int) -> tuple[float, float]:
-    """E[p²] of softmax over n logits of variance `logit_var`, and the gradient gain through it."""
+    """E[p²] of a softmax over n logits of variance `logit_var` (lognormal weights), and the mean-square
+    gain from its output to its input, E[p²](1 - n E[p²]). Once it is nearly one-hot that factor vanishes
+    and what is left comes from the runner-up logits, about sqrt(2 ln n) / (n s) for logit std s (the gap
+    between the two largest of n Gaussians is about s / sqrt(2 ln n))."""
     n = max(n, 1)
+    if n == 1:
+        return 1.0, 0.0
     growth = math.exp(min(logit_var, 60.0))
     q = growth / (n * n) / (1 + (growth - 1) / n)
     q = min(max(q, 1.0 / (n * n)), 1.0 / n)
-    return q, q * max(1.0 - n * q, 0.0) + (1.0 / (n * n * n) if n > 1 else 0.0) * 0.0
+    spread = q * max(1.0 - n * q, 0.0)
+    std = math.sqrt(max(logit_var, 1e-12))
+    runner_up = min(math.sqrt(2 * math.log(n)) / (n * std), 1.0 / (n * n))
+    return q, max(spread, runner_up)
 
 
 @transfer("softmax", "_softmax", "_safe_softmax")
