@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradlint.types import ErrorKind, GradlintError, ProfileEntry, profile_ratio
+from gradlint.types import ErrorKind, GradlintError, ProfileEntry, profile_dict, profile_ratio
 
 # |x| beyond which φ' is below 1% of its maximum (LogSigmoid: x beyond which, on the flat positive side)
 SATURATING = {"Sigmoid": 5.99, "Tanh": 2.99, "Hardtanh": 1.0, "Hardsigmoid": 3.0, "Softsign": 9.0, "LogSigmoid": 4.6}
@@ -66,8 +66,7 @@ class ProbeResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "log10_grad_ratio": None if self.log10_grad_ratio is None else round(self.log10_grad_ratio, 4),
-            "profile": [p.to_dict() for p in self.profile],
+            **profile_dict(self.profile),
             "seconds": round(self.seconds, 4),
             "batch": self.batch,
             "nonfinite": self.nonfinite,

@@ -112,3 +112,9 @@ class ProfileEntry:
 def profile_ratio(profile: list[ProfileEntry]) -> float | None:
     """The contract's `log10_grad_ratio`: the profile's value at the first weighted layer."""
     return profile[0].log10_grad_rms if profile else None
+
+
+def profile_dict(profile: list[ProfileEntry]) -> dict[str, Any]:
+    """The contract fields an estimate and a probe share: `log10_grad_ratio` and `profile`."""
+    ratio = profile_ratio(profile)
+    return {"log10_grad_ratio": None if ratio is None else round(ratio, 4), "profile": [p.to_dict() for p in profile]}

@@ -16,7 +16,7 @@ from gradlint.estimate.pointwise import PointwiseResolver, is_pointwise, pointwi
 from gradlint.estimate.stat import Stat, UNIT, ZERO
 from gradlint.estimate.transfer import TRANSFERS
 from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref
-from gradlint.types import ProfileEntry, profile_ratio
+from gradlint.types import ProfileEntry, profile_dict, profile_ratio
 from gradlint.weights import WeightTable, measured
 
 
@@ -69,11 +69,7 @@ class Estimate:
         return profile_ratio(self.profile)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "log10_grad_ratio": None if self.log10_grad_ratio is None else round(self.log10_grad_ratio, 4),
-            "profile": [p.to_dict() for p in self.profile],
-            "unknown_ops": sorted(set(self.unknown_ops)),
-        }
+        return {**profile_dict(self.profile), "unknown_ops": sorted(set(self.unknown_ops))}
 
 
 class _Context:
