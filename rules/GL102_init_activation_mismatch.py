@@ -81,7 +81,8 @@ for _ in range(30):
             if abs(per_layer) <= tolerance:
                 continue
             prev = runs[-1][-1] if runs else None
-            if (prev is not None and (prev.backward < 1) == (link.backward < 1) and ctx.graph.next_layer(prev.layer) is link.layer
+            if (prev is not None and (prev.backward < 1) == (link.backward < 1)
+                    and ctx.graph.next_layer(prev.layer) is link.layer
                     and nx.has_path(ctx.graph.nx, prev.act, link.layer.output)):
                 runs[-1].append(link)
             else:

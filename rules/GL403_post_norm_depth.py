@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-from gradlint.graph import NodeKind, NodeRecord, Ref
 import networkx as nx
 
+from gradlint.graph import NodeKind, NodeRecord, Ref
 from gradlint.rule import BATCH_NORM_OPS, Rule, RuleContext, parent_module
 from gradlint.types import Finding, Risk, Severity
 
@@ -124,7 +124,8 @@ def _branch_ratio(ctx: RuleContext, norm: NodeRecord) -> float | None:
     if x is None or graph[x].op != "add":
         return None
     add = graph[x]
-    if any(user.name != norm.name and not nx.has_path(graph.nx, user.name, norm.name) for user in graph.users(add.name)):
+    # a user that is not part of the norm (a hand-written norm also reads the sum for its statistic)
+    if any(user.name != norm.name and not nx.has_path(graph.nx, user.name, norm.name) for user in graph.users(x)):
         return None  # the sum is also the next residual stream: pre-LN (x = x + f(LN(x))), not post-LN
     refs = [a for a in add.args[:2] if isinstance(a, Ref) and graph[a.name].kind is not NodeKind.PARAM]
     if len(refs) != 2:

@@ -114,3 +114,45 @@ def test_location_of_module() -> None:
     loc = graph.location_of_module("b")
     assert loc is not None and loc.path.endswith("tests/test_graph.py")
     assert "self.b(h)" in open(loc.path).read().splitlines()[loc.line - 1]
+
+
+def test_position_is_execution_order() -> None:
+    graph = _graph(_Reuse())
+    assert [graph.position[n] for n in graph.order] == list(range(len(graph.order)))
+
+
+def test_layer_lookups() -> None:
+    graph = _graph(_Skip(skip=True))
+    f, g = graph.weighted_layers
+    assert graph.layer_at(f.output) is f and graph.layer_at(g.output) is g
+    assert graph.layer_at(graph.output) is None  # the residual add is no layer's output
+    assert graph.layer_named("g") is g and graph.layer_named("missing") is None
+    assert graph.next_layer(f) is g and graph.next_layer(g) is None
+
+
+def test_layer_before_and_feeding() -> None:
+    graph = _graph(_Skip(skip=True))
+    f, g = graph.weighted_layers
+    relu = next(r.name for r in graph.ops() if r.op == "relu")
+    assert graph.layer_before(f.output) is None  # strictly before: a layer is not before its own output
+    assert graph.layer_before(relu) is f
+    assert graph.layer_before(g.output) is f
+    assert graph.layer_before(graph.output) is g
+    assert graph.layer_feeding(relu) is f
+    assert graph.layer_feeding(g.output) is g  # the node itself counts
+    assert graph.layer_feeding(graph.output) is g  # through the add, not the model input
+    assert graph.layer_feeding(_input(graph)) is None
+
+
+def test_layer_before_skips_a_reused_layers_later_calls() -> None:
+    graph = _graph(_Reuse())
+    a, b = graph.weighted_layers
+    assert graph.layer_before(graph.output) is b  # `a`'s second call is not a weighted-layer output
+
+
+def test_layers_in_keeps_layer_order() -> None:
+    graph = _graph(_Skip(skip=True))
+    f, g = graph.weighted_layers
+    assert graph.layers_in([g.output, f.output]) == [f, g]
+    assert graph.layers_in(graph.between(_input(graph), graph.output)) == [f, g]
+    assert graph.layers_in([graph.output]) == []
