@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -265,5 +267,19 @@ def explain(rule: str, plot_to: str | None) -> None:
         raise UsageError(exc.message) from None
 
 
+def run() -> None:
+    """Console entry point. Once the report is written and flushed, leave without the interpreter's
+    teardown of torch's compiler state (about a second after a capture), which does nothing for us."""
+    try:
+        main.main(prog_name="gradlint")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -141,14 +141,18 @@ def recording() -> Iterator[ConstructionRecord]:
 
 def class_location(module: nn.Module) -> SourceLocation | None:
     """Where the module's class is defined (the line a class-level suppression sits on)."""
+    return _class_location(type(module))
+
+
+@functools.lru_cache(maxsize=1024)
+def _class_location(cls: type) -> SourceLocation | None:
     from gradlint.sources import display_path, is_user_file
 
-    cls = type(module)
     try:
         path = inspect.getsourcefile(cls)
+        if path is None or not is_user_file(path):
+            return None  # torch's own classes: never parse their (large) files
         _, line = inspect.getsourcelines(cls)
     except (OSError, TypeError):
-        return None
-    if path is None or not is_user_file(path):
         return None
     return SourceLocation(display_path(path), line)

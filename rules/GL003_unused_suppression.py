@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 
 from gradlint.rule import Rule, RuleContext
 from gradlint.sources import display_path, is_user_file
@@ -76,15 +77,23 @@ def _owners(ctx: RuleContext) -> dict[SourceLocation, str]:
         site = ctx.record.site_of(module) if ctx.record is not None else None
         if site is not None:
             owners.setdefault(site, path)
-        cls = type(module)
-        try:
-            source = inspect.getsourcefile(cls)
-            lines, start = inspect.getsourcelines(cls)
-        except (OSError, TypeError):
-            continue
-        if source is None or not is_user_file(source):
-            continue
-        shown = display_path(source)
-        for line in range(start, start + len(lines)):
-            owners.setdefault(SourceLocation(shown, line), path)
+        span = _class_span(type(module))
+        if span is not None:
+            shown, start, count = span
+            for line in range(start, start + count):
+                owners.setdefault(SourceLocation(shown, line), path)
     return owners
+
+
+@lru_cache(maxsize=1024)
+def _class_span(cls: type) -> tuple[str, int, int] | None:
+    """(display path, first line, line count) of a user class; None for torch's own and unknown ones.
+    Cached per class: a model repeats a few classes hundreds of times and inspect re-reads the file."""
+    try:
+        source = inspect.getsourcefile(cls)
+        if source is None or not is_user_file(source):
+            return None
+        lines, start = inspect.getsourcelines(cls)
+    except (OSError, TypeError):
+        return None
+    return display_path(source), start, len(lines)
