@@ -120,7 +120,9 @@ def default_for(module: nn.Module | None, name: str, shape: tuple[int, ...]) -> 
         bound = 1.0 / math.sqrt(module.hidden_size)
         return WeightStats(0.0, bound * bound / 3, f"default:{kind}")
     if name.endswith("bias") and len(shape) == 1:
-        bound = 1.0 / math.sqrt(max(getattr(module, "in_features", 0) or fan_in, 1))
+        weight = getattr(module, "weight", None)  # Linear/Conv draw the bias from U(±1/sqrt(fan_in of the weight))
+        owner_fan = _fans(tuple(weight.shape))[0] if isinstance(weight, torch.Tensor) and weight.dim() >= 2 else fan_in
+        bound = 1.0 / math.sqrt(max(owner_fan, 1))
         return WeightStats(0.0, bound * bound / 3, f"default:{kind}")
     # kaiming_uniform_(a=sqrt(5)): Linear, Conv and most layers that follow their convention
     return WeightStats(0.0, 1.0 / (3.0 * max(fan_in, 1)), f"default:{kind}" if module is not None else "assumed")

@@ -96,8 +96,8 @@ def recurrent(node: NodeRecord, ctx: Context) -> Result:
                 r_g, z_g = (_act("sigmoid", _r(bias[k][0]), _r(pre_var[k])) for k in range(2))
                 n_g = _act("tanh", _r(bias[2][0]), _r(fan_in * wih2 * q_x + r_g.second * hidden * whh2 * q_h + bias[2][1]))
                 keep = 1 - 2 * z_g.mean + z_g.second
+                into_gates = keep * n_g.grad_second + z_g.grad_second * (n_g.second + q_h)  # at the previous h
                 q_h = keep * n_g.second + z_g.second * q_h
-                into_gates = keep * n_g.grad_second + z_g.grad_second * (n_g.second + q_h)
                 per_step = z_g.second + hidden * whh2 * into_gates
             else:
                 act = _act("tanh" if node.op == "rnn_tanh" else "relu", _r(bias[0][0]), _r(pre_var[0]))

@@ -336,7 +336,7 @@ def pad(node: NodeRecord, ctx: Context) -> Result:
     return s, {_ref(x) or "": 1.0}
 
 
-@transfer("dropout", "native_dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout")
+@transfer("dropout", "native_dropout", "feature_dropout")
 def dropout(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     p = float(node.arg(1, "p", 0.5))
@@ -351,6 +351,13 @@ def dropout(node: NodeRecord, ctx: Context) -> Result:
     if node.op == "native_dropout":
         ctx.tuple_result(node, [out, ZERO])
     return out, {_ref(x) or "": gain}
+
+
+@transfer("alpha_dropout", "feature_alpha_dropout")
+def alpha_dropout(node: NodeRecord, ctx: Context) -> Result:
+    """SELU's dropout keeps mean and variance by design; the kept units' gradient is rescaled to match."""
+    x = node.arg(0)
+    return ctx.stat(x), {_ref(x) or "": 1.0}
 
 
 # -- pooling, resampling, reductions ----------------------------------------------------------------
@@ -645,7 +652,7 @@ def outer(node: NodeRecord, ctx: Context) -> Result:
 def einsum(node: NodeRecord, ctx: Context) -> Result:
     """Two-operand einsum as a generalised matmul: the contracted letters set the fan."""
     equation, operands = str(node.arg(0)).replace(" ", ""), [o for o in node.arg(1) if isinstance(o, Ref)]
-    if len(operands) != 2 or "->" not in equation:
+    if len(operands) != 2 or "->" not in equation or "." in equation:  # ellipses: pass through
         return ctx.stat(operands[0]) if operands else Stat(0.0, 1.0, 1.0), {o.name: 1.0 for o in operands}
     inputs, output = equation.split("->")
     left, right = inputs.split(",")

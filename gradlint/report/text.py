@@ -49,12 +49,15 @@ def profile_chart(report: TargetReport, width: int = 40, limit: int = 24) -> Tex
     name_width = min(max((len(r.module) for r in shown), default=8), 28)
     text.append(f"  gradient profile (log10 RMS, estimate | probe), {len(rows)} weighted layers\n", style="bold")
     for row in shown:
-        value = row.log10_grad_rms or 0.0
-        bar = "█" * max(int(round(abs(value) * scale)), 0)
-        style = "red" if value < -3 or value > 1.85 else "green"
         name = row.module if len(row.module) <= name_width else "…" + row.module[-name_width + 1:]
         text.append(f"  {name:<{name_width}} {_fmt(row.log10_grad_rms):>6} | {_fmt(probe.get(row.module)):>6} ")
-        text.append(("-" if value < 0 else "+") + bar, style=style)
+        if row.log10_grad_rms is None:  # no gradient at all, or NaN/Inf: say so rather than draw nothing
+            text.append("NaN/Inf" if row.nonfinite else "no gradient", style="bold red")
+        else:
+            value = row.log10_grad_rms
+            bar = "█" * max(int(round(abs(value) * scale)), 0)
+            style = "red" if value < -3 or value > 1.85 else "green"
+            text.append(("-" if value < 0 else "+") + bar, style=style)
         text.append("\n")
     return text
 
