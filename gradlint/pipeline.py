@@ -155,8 +155,9 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
             probe_args = resolve_inputs(model, batch=options.probe_batch).args
         layers = [(l.module, l.kind, l.weight) for l in graph.weighted_layers]
         try:
+            final = frozenset(l.module for l in graph.weighted_layers if l.output == graph.output)
             report.probe = run_probe(model, probe_args, layers, timeout=options.probe_timeout, max_params=options.probe_max_params,
-                                     device=options.device)
+                                     device=options.device, final=final)
         except GradlintError as exc:
             report.probe = ProbeResult([], {}, {}, 0.0, 0, False, 0.0, skipped=exc.message)
         report.seconds["probe"] = time.perf_counter() - tick

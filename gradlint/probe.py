@@ -179,8 +179,10 @@ def weighted_modules(model: nn.Module, paths: list[str]) -> dict[str, nn.Module]
 
 
 def run_probe(model: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, str, str]], *, seed: int = 0,
-              timeout: float | None = 60.0, max_params: int | None = None, device: str | None = None) -> ProbeResult:
-    """Measure the contract's profile for `layers` [(module path, kind, weight name)] on a copy of `model`."""
+              timeout: float | None = 60.0, max_params: int | None = None, device: str | None = None,
+              final: frozenset[str] = frozenset()) -> ProbeResult:
+    """Measure the contract's profile for `layers` [(module path, kind, weight name)] on a copy of `model`.
+    `final` names layers whose output is the model's output: nothing can rewrite it, so it is not copied."""
     n_params = sum(p.numel() for p in model.parameters())
     home = next((p.device for p in model.parameters()), torch.device("cpu"))
     if home.type == "meta":
@@ -199,7 +201,7 @@ def run_probe(model: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str,
             for p in twin.parameters():
                 p.grad = None
             with time_limit(timeout):
-                result = _measure(twin, inputs, layers, seed)
+                result = _measure(twin, inputs, layers, seed, final)
         except ProbeTimeout:
             raise GradlintError(
                 ErrorKind.PROBE,
@@ -225,7 +227,8 @@ def _skipped(reason: str, inputs: tuple[Any, ...]) -> ProbeResult:
     return ProbeResult([], {}, {}, 0.0, batch, False, 0.0, skipped=reason)
 
 
-def _measure(twin: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, str, str]], seed: int) -> ProbeResult:
+def _measure(twin: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, str, str]], seed: int,
+             final: frozenset[str] = frozenset()) -> ProbeResult:
     named = dict(twin.named_parameters())
     captured: dict[str, torch.Tensor] = {}
     activations: dict[str, ActivationMeasure] = {}
@@ -242,6 +245,8 @@ def _measure(twin: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, s
             if not out.requires_grad:  # a frozen layer still has a gradient at its output
                 out = out.detach().requires_grad_(True)
             captured[path] = out
+            if path in final:
+                return None if out is first_tensor(output) else _replace_first(output, out)
             return _replace_first(output, out.clone())  # later in-place ops must not rewrite what we measure
 
         handles.append(module.register_forward_hook(hook))
