@@ -16,7 +16,7 @@ from gradlint import __version__
 from gradlint.config import Config, load_config
 from gradlint.types import GradlintError, Severity
 
-FORMATS = ("text", "json", "sarif", "github")
+FORMATS = ("text", "json", "sarif", "github", "junit")
 
 
 class UsageError(click.ClickException):
@@ -127,16 +127,16 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
     if known is not None:
         dropped = baseline.apply(reports, known)
         err.print(f"{dropped} finding{'s' if dropped != 1 else ''} baselined ({write_baseline or baseline_path}); reporting only new ones.")
-    _emit(reports, fmt, output, chosen)
+    threshold = Severity(fail_on) if fail_on else config.fail_on
+    _emit(reports, fmt, output, chosen, threshold)
     if statistics:
         _statistics(reports, err)
-    threshold = Severity(fail_on) if fail_on else config.fail_on
     code = exit_code(reports, threshold)
     sys.exit(0 if exit_zero and code == 1 else code)
 
 
-def _emit(reports: list[Any], fmt: str, output: str | None, rules: list[Any]) -> None:
-    from gradlint.report import github, json_format, sarif, text
+def _emit(reports: list[Any], fmt: str, output: str | None, rules: list[Any], fail_on: Severity = Severity.WARNING) -> None:
+    from gradlint.report import github, json_format, junit, sarif, text
 
     try:
         stream = open(output, "w", encoding="utf-8") if output else None
@@ -148,7 +148,7 @@ def _emit(reports: list[Any], fmt: str, output: str | None, rules: list[Any]) ->
             text.render(reports, console)
         else:
             body = {"json": lambda: json_format.render(reports), "github": lambda: github.render(reports),
-                    "sarif": lambda: sarif.render(reports, rules)}[fmt]()
+                    "sarif": lambda: sarif.render(reports, rules), "junit": lambda: junit.render(reports, fail_on)}[fmt]()
             print(body, file=stream or sys.stdout)
     finally:
         if stream is not None:
