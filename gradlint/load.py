@@ -97,7 +97,7 @@ def _import_file(spec: TargetSpec) -> ModuleType:
         ) from exc
     except BaseException as exc:
         sys.modules.pop(name, None)
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, SystemExit):
+        if isinstance(exc, KeyboardInterrupt):
             raise
         raise GradlintError(
             ErrorKind.LOAD,

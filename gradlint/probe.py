@@ -174,10 +174,6 @@ def _dead_fraction(t: torch.Tensor) -> float:
     return float(1.0 - active.float().mean())
 
 
-def weighted_modules(model: nn.Module, paths: list[str]) -> dict[str, nn.Module]:
-    return {p: model.get_submodule(p) for p in paths}
-
-
 def run_probe(model: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, str, str]], *, seed: int = 0,
               timeout: float | None = 60.0, max_params: int | None = None, device: str | None = None,
               final: frozenset[str] = frozenset()) -> ProbeResult:

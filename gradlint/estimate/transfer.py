@@ -524,7 +524,7 @@ def _product(node: NodeRecord, ctx: Context, a: Any, b: Any, extra: Any = None) 
     if sa.mean > 0 and abs(sa.mean * k - 1.0) < 0.05:  # rows of `a` sum to one (attention probabilities)
         q = k * sa.q * sb.v + (sb.q - sb.v)
     mean = k * sa.mean * sb.mean
-    v = k * (sa.v * sb.q + sb.v * sa.q) / 2 + 0.0
+    v = k * (sa.v * sb.q + sb.v * sa.q) / 2
     gains: Gains = {}
     _add_gain(gains, a, sb.q * node.numel * k / max(ctx.numel(a), 1))
     _add_gain(gains, b, sa.q * node.numel * k / max(ctx.numel(b), 1))
