@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from gradlint.estimate import recurrent  # noqa: F401  (registers the recurrent transfers)
+from gradlint.estimate.elementwise import is_float, mix
 from gradlint.estimate.pointwise import PointwiseResolver, is_pointwise, pointwise_stat
 from gradlint.estimate.stat import Stat, UNIT, ZERO
 from gradlint.estimate.transfer import TRANSFERS
@@ -172,26 +173,24 @@ def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = 
             root = resolver.root(node.name)
             if root is not None and root != node.name:
                 sig = _signature(graph, node.name, root, signatures)
+                fn = resolver.composite(node.name, root)
                 try:
-                    stat, moments = pointwise_stat(resolver.composite(node.name, root), sig, ctx.stats.get(root, UNIT))
+                    stat, moments = pointwise_stat(fn, sig, ctx.stats.get(root, UNIT))
                 except Exception:  # an op that cannot run on float64 points: fall through to the generic rule
                     pass
                 else:
                     ctx.stats[node.name] = stat
                     gains[node.name] = {root: moments.grad_second}
-                    fn = resolver.composite(node.name, root)
                     pointwise[node.name] = PointwiseInfo(root, moments.grad_second, moments.max_grad, moments.grad_mean,
                                                          ctx.stats.get(root, UNIT), _saturates(fn, ctx.stats.get(root, UNIT), moments.max_grad),
                                                          moments.nonfinite)
                     continue
-            stat, node_gains = _binary(node, ctx)
+        rule = TRANSFERS.get(node.op) or (mix if is_pointwise(node) else None)
+        if rule is None:
+            unknown.append(node.op)
+            stat, node_gains = _unknown(node, ctx)
         else:
-            rule = TRANSFERS.get(node.op)
-            if rule is None:
-                unknown.append(node.op)
-                stat, node_gains = _unknown(node, ctx)
-            else:
-                stat, node_gains = rule(node, ctx)
+            stat, node_gains = rule(node, ctx)
         node_gains.pop("", None)
         if not all(math.isfinite(x) for x in (stat.mean, stat.q, stat.v, *node_gains.values())):
             unknown.append(f"{node.op} (non-finite statistics)")  # never let one op poison the whole profile
@@ -285,92 +284,10 @@ def _signature(graph: ModelGraph, name: str, root: str, memo: dict[str, Any]) ->
     return memo[name]
 
 
-def _binary(node: NodeRecord, ctx: _Context) -> tuple[Stat, dict[str, float]]:
-    """Pointwise ops on independent tensors (a residual add, a gate, a positional parameter)."""
-    tensors = [v for v in (*node.args, *node.kwargs.values()) if isinstance(v, Ref)]
-    op = node.op
-    if op in ("add", "sub") and len(node.args) >= 2:
-        a, b = node.arg(0), node.arg(1)
-        alpha = float(node.kwargs.get("alpha", 1.0))
-        sa, sb = ctx.stat(a), ctx.stat(b).scaled(alpha)
-        sign = -1.0 if op == "sub" else 1.0
-        mean = sa.mean + sign * sb.mean
-        q = sa.q + sb.q + 2 * sign * sa.mean * sb.mean
-        out = Stat(mean, max(q, mean * mean), sa.v + sb.v)
-        g: dict[str, float] = {}
-        for value, scale in ((a, 1.0), (b, alpha * alpha)):
-            if isinstance(value, Ref):
-                g[value.name] = g.get(value.name, 0.0) + scale * _bcast(ctx, node, value)
-        return out, g
-    if op == "mul" and len(node.args) >= 2:
-        a, b = node.arg(0), node.arg(1)
-        sa, sb = ctx.stat(a), ctx.stat(b)
-        out = Stat(sa.mean * sb.mean, sa.q * sb.q, sa.v * sb.q + sb.v * (sa.q - sa.v))
-        for x, scale, sx in ((a, b, sa), (b, a, sb)):
-            if isinstance(x, Ref) and isinstance(scale, Ref) and _is_statistic_of(ctx.graph, scale.name, x.name):
-                ctx.note(node, "normalizes", {x.name: ctx.stat(scale).q * sx.q})  # hand-written RMSNorm/LayerNorm
-        g = {}
-        if isinstance(a, Ref):
-            g[a.name] = g.get(a.name, 0.0) + sb.q * _bcast(ctx, node, a)
-        if isinstance(b, Ref):
-            g[b.name] = g.get(b.name, 0.0) + sa.q * _bcast(ctx, node, b)
-        return out, g
-    if op in ("div", "true_divide") and len(node.args) >= 2:
-        a, b = node.arg(0), node.arg(1)
-        sa, sb = ctx.stat(a), ctx.stat(b)
-        inv = 1.0 / max(sb.q, 1e-30)
-        if isinstance(a, Ref) and isinstance(b, Ref) and _is_statistic_of(ctx.graph, b.name, a.name):
-            ctx.note(node, "normalizes", {a.name: inv * sa.q})  # hand-written (x - mean) / std
-        out = Stat(sa.mean * (sb.mean * inv if sb.q else 0.0), sa.q * inv, sa.v * inv)
-        g = {}
-        if isinstance(a, Ref):
-            g[a.name] = inv * _bcast(ctx, node, a)
-        if isinstance(b, Ref):
-            g[b.name] = g.get(b.name, 0.0) + sa.q * inv * inv * _bcast(ctx, node, b)
-        return out, g
-    floats = [t for t in tensors if _is_float(ctx, t)]
-    if not floats:
-        return ZERO, {}
-    stats = [ctx.stat(t) for t in floats]
-    out = Stat(sum(s.mean for s in stats) / len(stats), sum(s.q for s in stats) / len(stats), sum(s.v for s in stats) / len(stats))
-    return out, {t.name: 1.0 / len(stats) * _bcast(ctx, node, t) for t in floats}
-
-
-def _is_float(ctx: _Context, ref: Ref) -> bool:
-    dtype = ctx.graph[ref.name].dtype
-    return dtype is None or dtype.is_floating_point or dtype.is_complex
-
-
-_REDUCTIONS = {"mean", "sum", "var", "std", "norm", "linalg_vector_norm", "amax", "var_mean"}
-
-
-def _is_statistic_of(graph: ModelGraph, scale: str, x: str, hops: int = 6) -> bool:
-    """Whether `scale` is computed from a reduction of `x` within a few ops: x * rsqrt(mean(x^2) + eps)."""
-    frontier, reduced = [(scale, False)], set()
-    for _ in range(hops):
-        nxt = []
-        for name, seen_reduction in frontier:
-            node = graph[name]
-            for src in node.inputs:
-                through = seen_reduction or node.op in _REDUCTIONS
-                if src == x and through:
-                    return True
-                if (src, through) not in reduced:
-                    reduced.add((src, through))
-                    nxt.append((src, through))
-        frontier = nxt
-    return False
-
-
-def _bcast(ctx: _Context, node: NodeRecord, value: Ref) -> float:
-    n = ctx.numel(value)
-    return node.numel / n if n else 1.0
-
-
 def _unknown(node: NodeRecord, ctx: _Context) -> tuple[Stat, dict[str, float]]:
     """An op with no rule: pass the first tensor's statistics through, gradient unchanged."""
     tensors = [v for v in node.args if isinstance(v, Ref)]
     stat = ctx.stat(tensors[0]) if tensors else UNIT
     if node.shape is None:
         ctx.tuples[node.name] = [stat] * 4
-    return stat, {t.name: 1.0 for t in tensors if _is_float(ctx, t)}
+    return stat, {t.name: 1.0 for t in tensors if is_float(ctx, t)}

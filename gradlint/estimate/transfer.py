@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from gradlint.estimate.stat import Stat, ZERO
-from gradlint.graph import NodeRecord, Ref
+from gradlint.graph import ModelGraph, NodeRecord, Ref
 
 Gains = dict[str, float]
 Result = tuple[Stat, Gains]
@@ -19,6 +19,7 @@ Result = tuple[Stat, Gains]
 
 class Context(Protocol):
     batch: int
+    graph: ModelGraph
 
     def stat(self, value: Any) -> Stat: ...
     def shape(self, value: Any) -> tuple[int, ...] | None: ...
@@ -167,7 +168,7 @@ def convolution(node: NodeRecord, ctx: Context) -> Result:
 def embedding(node: NodeRecord, ctx: Context) -> Result:
     wm, w2 = ctx.weight(node.arg(0))
     indices = node.arg(1)
-    source = ctx.graph[indices.name] if isinstance(indices, Ref) and hasattr(ctx, "graph") else None
+    source = ctx.graph[indices.name] if isinstance(indices, Ref) else None
     if source is not None and source.op in _FILLS:  # one row for every token: constant across the batch
         return Stat(wm, w2, 0.0), {}
     return Stat(wm, w2, max(w2 - wm * wm, 0.0)), {}
