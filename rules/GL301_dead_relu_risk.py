@@ -5,15 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-import torch
-
-from gradlint.estimate.pointwise import PointwiseResolver
 from gradlint.rule import Rule, RuleContext
 from gradlint.types import Finding, Risk, Severity
-
-# Where a ReLU-family composite is tested: flat (zero derivative) left of 0, sloped just right of it.
-_LEFT = (-2.0, -0.5)
-_RIGHT = 0.5
 
 
 class DeadReLURisk(Rule):
@@ -53,9 +46,8 @@ block = nn.Sequential(lin, nn.ReLU())
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         graph, est = ctx.graph, ctx.estimate
-        resolver = PointwiseResolver(graph)
         for name, info in est.pointwise.items():
-            if name not in graph.live or not _rectifies(resolver, name, info.root):
+            if name not in graph.live or not info.shape.rectifies:
                 continue
             h = info.input
             std = math.sqrt(h.var)
@@ -86,18 +78,6 @@ block = nn.Sequential(lin, nn.ReLU())
             return None
         finding.evidence["measured_dead_fraction"] = round(measure.dead_fraction, 4)
         return measure.dead_fraction > 0.5
-
-
-def _rectifies(resolver: PointwiseResolver, name: str, root: str) -> bool:
-    """The composite's derivative is exactly zero left of 0 and positive right of it (relu, relu6, clamp(min=0))."""
-    points = torch.tensor([*_LEFT, _RIGHT], dtype=torch.float64, requires_grad=True)
-    try:
-        with torch.enable_grad():
-            out = resolver.composite(name, root)(points.clone())
-            (grad,) = torch.autograd.grad(out.sum(), points, allow_unused=True)
-    except Exception:  # not evaluable on three float64 points: not judged
-        return False
-    return grad is not None and bool((grad[:-1] == 0).all()) and bool(grad[-1] > 0)
 
 
 def _normal_cdf(z: float) -> float:

@@ -5,14 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-import torch
-
-from gradlint.estimate.pointwise import PointwiseResolver
 from gradlint.rule import Rule, RuleContext, is_gate
 from gradlint.types import Finding, Risk, Severity
 
-GRID = 4001  # points over mean ± 8 std, and again over ± 20 for the derivative's peak
-FLAT = 0.01  # |φ'| below this fraction of its maximum counts as saturated (as the probe measures it)
 
 
 class SaturatedInputs(Rule):
@@ -53,14 +48,13 @@ block = nn.Sequential(lin, nn.Tanh())              # ~80% of units saturated
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         graph, est = ctx.graph, ctx.estimate
-        resolver = PointwiseResolver(graph)
         for name, info in est.pointwise.items():
             if not info.saturating or name not in graph.live or is_gate(ctx, name):
                 continue
             h = info.input
             std = math.sqrt(h.var)
-            fraction = _saturated_fraction(resolver, name, info.root, h.mean, std)
-            if fraction is None or fraction <= self.opts["max_saturated"]:
+            fraction = info.shape.flat_fraction
+            if fraction <= self.opts["max_saturated"]:
                 continue
             node = graph[name]
             message = (
@@ -83,32 +77,3 @@ block = nn.Sequential(lin, nn.Tanh())              # ~80% of units saturated
             return None
         finding.evidence["measured_saturated_fraction"] = round(measure.saturated_fraction, 4)
         return measure.saturated_fraction > self.opts["max_saturated"] / 2
-
-
-def _saturated_fraction(resolver: PointwiseResolver, name: str, root: str, mean: float, std: float) -> float | None:
-    """P(|φ'(h)| < 1% of max |φ'|) for h ~ N(mean, std²), φ replayed from the graph on a dense grid over the
-    distribution; the peak of |φ'| is also sought on a fixed grid around zero, where activations bend. A
-    rectifier's zero-gradient left half is not counted: that is a dead unit (GL301), not a saturated one."""
-    spread = torch.linspace(mean - 8.0 * std, mean + 8.0 * std, GRID, dtype=torch.float64)
-    points = torch.cat([spread, torch.linspace(-20.0, 20.0, GRID, dtype=torch.float64)]).requires_grad_(True)
-    try:
-        with torch.enable_grad():
-            out = resolver.composite(name, root)(points.clone())
-            (grad,) = torch.autograd.grad(out.sum(), points, allow_unused=True)
-    except Exception:  # not evaluable on float64 points: not judged
-        return None
-    if grad is None:
-        return None
-    slope = torch.nan_to_num(grad.detach().abs())
-    peak = float(slope.max())
-    if peak <= 0:
-        return None
-    flat = slope[:GRID] < FLAT * peak
-    around, fixed = points.detach()[GRID:], slope[GRID:]
-    if bool((fixed[around < 0] == 0).all()):  # a rectifier (relu6): its flat left half is GL301's dead region
-        flat &= spread > 0
-    flat = flat.double()
-    if std <= 0:
-        return float(flat[GRID // 2])
-    density = torch.exp(-0.5 * ((spread - mean) / std) ** 2)
-    return float((density * flat).sum() / density.sum())

@@ -13,7 +13,7 @@ import torch
 
 from gradlint.estimate import recurrent  # noqa: F401  (registers the recurrent transfers)
 from gradlint.estimate.elementwise import is_float, mix
-from gradlint.estimate.pointwise import PointwiseResolver, is_pointwise, pointwise_stat
+from gradlint.estimate.pointwise import PointwiseResolver, Shape, derivative_shape, is_pointwise, pointwise_stat
 from gradlint.estimate.stat import Stat, UNIT, ZERO
 from gradlint.estimate.transfer import TRANSFERS
 from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref
@@ -30,8 +30,12 @@ class PointwiseInfo:
     max_grad: float  # sup |φ'|: the derivative bound
     grad_mean: float
     input: Stat
-    saturating: bool  # φ' vanishes in both tails (sigmoid, tanh, hardtanh...), unlike ReLU or swish
+    shape: Shape  # where φ' is flat: saturating tails, a rectifier's dead half, the saturated share of inputs
     nonfinite: float = 0.0  # share of the input distribution where φ or φ' is NaN/Inf
+
+    @property
+    def saturating(self) -> bool:
+        return self.shape.saturating
 
 
 @dataclass
@@ -181,9 +185,9 @@ def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = 
                 else:
                     ctx.stats[node.name] = stat
                     gains[node.name] = {root: moments.grad_second}
+                    root_stat = ctx.stats.get(root, UNIT)
                     pointwise[node.name] = PointwiseInfo(root, moments.grad_second, moments.max_grad, moments.grad_mean,
-                                                         ctx.stats.get(root, UNIT), _saturates(fn, ctx.stats.get(root, UNIT), moments.max_grad),
-                                                         moments.nonfinite)
+                                                         root_stat, derivative_shape(fn, sig, root_stat), moments.nonfinite)
                     continue
         rule = TRANSFERS.get(node.op) or (mix if is_pointwise(node) else None)
         if rule is None:
@@ -207,20 +211,6 @@ def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = 
         for layer in graph.weighted_layers
     ]
     return result
-
-
-def _saturates(fn: Any, root: Stat, max_grad: float) -> bool:
-    """Both tails flat: |φ'| at ±(6 + 6σ) around the mean is below 1% of its peak."""
-    reach = 6.0 + 6.0 * math.sqrt(root.var)
-    points = torch.tensor([root.mean - reach, root.mean + reach], dtype=torch.float64, requires_grad=True)
-    try:
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(fn(points.clone()).sum(), points, allow_unused=True)
-    except Exception:
-        return False
-    if grad is None or max_grad <= 0:
-        return False
-    return bool((grad.abs() <= 0.01 * max_grad).all())
 
 
 _MAX_POOLS = ("max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices", "max_pool2d_with_indices",

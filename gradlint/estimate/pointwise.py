@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -112,3 +113,54 @@ def pointwise_stat(fn: Callable[[torch.Tensor], torch.Tensor], fn_key: Any, root
         v = max(moments.second - moments.mean * moments.mean, 0.0)
     second = moments.second if math.isfinite(moments.second) else 1e30
     return Stat(moments.mean, second, v), moments
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How φ's derivative is laid out over its input distribution, judged from φ itself."""
+
+    saturating: bool  # |φ'| is below 1% of its peak in both tails (sigmoid, tanh, hardtanh), unlike ReLU or swish
+    rectifies: bool  # φ' is exactly 0 left of 0 and positive right of it (relu, relu6, clamp(min=0))
+    flat_fraction: float  # share of h ~ N(mean, var) where |φ'| < 1% of its peak (a rectifier's dead half excluded)
+
+
+GRID = 2001  # points over mean ± 8 std, and again over ± 20 where activations bend
+FLAT = 0.01  # |φ'| below this fraction of its maximum counts as saturated (as the probe measures it)
+_RECTIFIER_POINTS = (-2.0, -0.5, 0.5)
+
+
+@lru_cache(maxsize=16384)
+def _shape_cached(fn_key: Any, fn: Callable[[torch.Tensor], torch.Tensor], mean: float, var: float) -> Shape:
+    std = math.sqrt(max(var, 0.0))
+    reach = 6.0 + 6.0 * std
+    spread = torch.linspace(mean - 8.0 * std, mean + 8.0 * std, GRID, dtype=torch.float64)
+    fixed = torch.linspace(-20.0, 20.0, GRID, dtype=torch.float64)
+    extra = torch.tensor([mean - reach, mean + reach, *_RECTIFIER_POINTS], dtype=torch.float64)
+    points = torch.cat([spread, fixed, extra]).requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(fn(points.clone()).sum(), points, allow_unused=True)
+    except Exception:  # not evaluable on float64 points: nothing to say
+        return Shape(False, False, 0.0)
+    if grad is None:
+        return Shape(False, False, 0.0)
+    slope = torch.nan_to_num(grad.detach().abs())
+    peak = float(slope.max())
+    if peak <= 0:
+        return Shape(False, False, 0.0)
+    # Flat at both ends of the input distribution and of [-20, 20] (so exp-like ops, steep at +20, are not)
+    tails = torch.cat([slope[2 * GRID:2 * GRID + 2], slope[GRID:GRID + 1], slope[2 * GRID - 1:2 * GRID]])
+    rect = grad.detach()[2 * GRID + 2:]
+    saturating = bool((tails <= FLAT * peak).all())
+    rectifies = bool((rect[:2] == 0).all()) and bool(rect[2] > 0)
+    flat = slope[:GRID] < FLAT * peak
+    if bool((slope[GRID:2 * GRID][fixed < 0] == 0).all()):  # a rectifier's flat left half is a dead region
+        flat &= spread > 0
+    if std <= 0:
+        return Shape(saturating, rectifies, float(flat[GRID // 2]))
+    density = torch.exp(-0.5 * ((spread - mean) / std) ** 2)
+    return Shape(saturating, rectifies, float((density * flat.double()).sum() / density.sum()))
+
+
+def derivative_shape(fn: Callable[[torch.Tensor], torch.Tensor], fn_key: Any, root: Stat) -> Shape:
+    return _shape_cached(fn_key, fn, _key(root.mean), _key(root.var))
