@@ -111,6 +111,17 @@ def probe_entry(probe: Any, module: str | None) -> ProfileEntry | None:
     return next((p for p in getattr(probe, "profile", []) if p.module == module), None)
 
 
+def measured_level(probe: Any, module: str | None) -> float | str | None:
+    """The probe's log10 gradient RMS at layer `module`; "nonfinite" for NaN/Inf (the whole pass, or there);
+    None when it was not measured or got no gradient."""
+    if getattr(probe, "nonfinite", False):
+        return "nonfinite"
+    entry = probe_entry(probe, module)
+    if entry is None:
+        return None
+    return "nonfinite" if entry.nonfinite else entry.log10_grad_rms
+
+
 def measured_drift(probe: Any, first: str | None, last: str | None) -> float | str | None:
     """Measured log10 gradient RMS at layer `first` minus that at layer `last`; "zero" or "nonfinite" when
     `first` got no gradient or a NaN/Inf one (no logarithm to compare); None when either was not measured."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-from gradlint.rule import Rule, RuleContext, probe_entry
+from gradlint.rule import Rule, RuleContext, measured_level
 from gradlint.types import Finding, ProfileEntry, Risk, Severity
 
 
@@ -98,14 +98,8 @@ model = nn.Sequential(*layers)
         return early_growth + late_growth > 0 and late_growth >= 0.5 * early_growth
 
     def confirm(self, finding: Finding, probe: object) -> bool | None:
-        if getattr(probe, "nonfinite", False):
-            return True
-        measured = probe_entry(probe, finding.evidence.get("peak_layer"))
-        if measured is None:
-            return None
-        if measured.nonfinite:
-            return True
-        if measured.log10_grad_rms is None:
-            return None
-        finding.evidence["measured_log10"] = round(measured.log10_grad_rms, 3)
-        return measured.log10_grad_rms > self.opts["max_log10"] - 1.0
+        level = measured_level(probe, finding.evidence.get("peak_layer"))
+        if not isinstance(level, float):
+            return True if level == "nonfinite" else None
+        finding.evidence["measured_log10"] = round(level, 3)
+        return level > self.opts["max_log10"] - 1.0

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import networkx as nx
 
 from gradlint.graph import NodeKind
-from gradlint.rule import BATCH_NORM_OPS, Rule, RuleContext, probe_entry
+from gradlint.rule import BATCH_NORM_OPS, Rule, RuleContext, measured_level
 from gradlint.types import Finding, Risk, Severity
 
 
@@ -82,15 +82,11 @@ model = nn.Sequential(*layers)
         )
 
     def confirm(self, finding: Finding, probe: object) -> bool | None:
-        measured = probe_entry(probe, finding.evidence.get("first_layer"))
-        if measured is None:
-            return None
-        if measured.nonfinite:
-            return True
-        if measured.log10_grad_rms is None:
-            return None
-        finding.evidence["measured_decades"] = round(measured.log10_grad_rms, 3)
-        return measured.log10_grad_rms >= self.opts["min_decades"] / 2
+        level = measured_level(probe, finding.evidence.get("first_layer"))
+        if not isinstance(level, float):
+            return True if level == "nonfinite" else None
+        finding.evidence["measured_decades"] = round(level, 3)
+        return level >= self.opts["min_decades"] / 2
 
 
 def _unbypassed_batch_norms(ctx: RuleContext) -> list[str]:
