@@ -26,18 +26,19 @@ RELU_LIKE = ("ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU")
 
 @dataclass
 class LayerMeasure:
-    """What the probe saw at one weighted layer's output (the pre-activation of what follows)."""
+    """What the probe saw at one weighted layer beyond its profile entry: the output it passed on (the
+    pre-activation of what follows) and its weight's gradient."""
 
-    module: str
-    kind: str
-    log10_grad_rms: float | None
-    zero: bool = False
-    nonfinite: bool = False
+    entry: ProfileEntry
     out_mean: float = 0.0
     out_std: float = 0.0
     dead_fraction: float = 0.0  # units (non-batch positions) never positive across the batch
     weight_grad_rms: float | None = None
     relative_update: float | None = None  # RMS(dL/dW) / RMS(W)
+
+    @property
+    def nonfinite(self) -> bool:
+        return self.entry.nonfinite
 
 
 @dataclass
@@ -294,14 +295,14 @@ def _measure(twin: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, s
         if out is None:
             entry = ProfileEntry(path, kind, None, zero=True)
             profile.append(entry)
-            measures[path] = LayerMeasure(path, kind, None, zero=True)
+            measures[path] = LayerMeasure(entry)
             continue
         grad = grad_of.get(id(out))
         entry = _entry(path, kind, grad, g_rms)
         if not _finite(out):  # the contract: a nonfinite forward is null too
             entry = ProfileEntry(path, kind, None, nonfinite=True)
         nonfinite_any = nonfinite_any or entry.nonfinite
-        measure = LayerMeasure(path, kind, entry.log10_grad_rms, entry.zero, entry.nonfinite)
+        measure = LayerMeasure(entry)
         o = out.detach()
         measure.out_mean, measure.out_std = float(o.mean()), float(o.std()) if o.numel() > 1 else 0.0
         measure.dead_fraction = _dead_fraction(out)
