@@ -6,7 +6,6 @@ executed: target arguments are literals, and configuration is data."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from gradlint.recorder import ConstructionRecord, recording
-from gradlint.sources import display_path
+from gradlint.sources import display_path, import_file
 from gradlint.target import TargetSpec, parse_target
 from gradlint.types import ErrorKind, GradlintError
 
@@ -81,22 +80,15 @@ def _import_file(spec: TargetSpec) -> ModuleType:
     existing = sys.modules.get(name)
     if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == path:
         return existing
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    if module_spec is None or module_spec.loader is None:
-        raise GradlintError(ErrorKind.LOAD, f"{spec.location}: cannot be imported as a Python module.")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module
     try:
-        module_spec.loader.exec_module(module)
+        module = import_file(name, path)
     except SyntaxError as exc:
-        sys.modules.pop(name, None)
         where = f"{display_path(exc.filename or path)}:{exc.lineno}"
         raise GradlintError(
             ErrorKind.LOAD,
             f"{where}: syntax error while importing target {spec.raw!r}: {exc.msg}. Fix the file and run again.",
         ) from exc
     except BaseException as exc:
-        sys.modules.pop(name, None)
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise GradlintError(

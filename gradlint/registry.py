@@ -4,7 +4,6 @@ loaded by one mechanism (`load_rule_dir`), then filtered by --select / --ignore 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import inspect
 import os
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 from gradlint.rule import Rule
+from gradlint.sources import import_file
 from gradlint.types import ErrorKind, GradlintError
 
 ENTRY_POINT_GROUP = "gradlint.rules"
@@ -48,15 +48,9 @@ def load_rule_dir(directory: str) -> tuple[type[Rule], ...]:
         name = f"gradlint_rules_{tag}.{file.stem}"
         module = sys.modules.get(name)
         if module is None:
-            spec = importlib.util.spec_from_file_location(name, file)
-            if spec is None or spec.loader is None:
-                continue
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
             try:
-                spec.loader.exec_module(module)
+                module = import_file(name, str(file))
             except Exception as exc:
-                sys.modules.pop(name, None)
                 raise GradlintError(ErrorKind.LOAD, f"Rule file {file} failed to import: {type(exc).__name__}: {exc}") from exc
         found.extend(_rules_in(module))
     return tuple(sorted(found, key=lambda r: r.code))

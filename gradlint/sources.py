@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
 import sysconfig
 import traceback
 from functools import lru_cache
-from types import FrameType
+from types import FrameType, ModuleType
 
 import torch
 
@@ -68,3 +69,19 @@ def location_from_summary(summary: traceback.StackSummary) -> SourceLocation | N
         if is_user_file(frame.filename) and frame.lineno:
             return SourceLocation(display_path(frame.filename), frame.lineno)
     return None
+
+
+def import_file(name: str, path: str) -> ModuleType:
+    """Import the Python file at `path` as module `name` (registered in sys.modules first, as import does,
+    and removed again if executing it raises). Errors propagate: callers say what they mean to the user."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
