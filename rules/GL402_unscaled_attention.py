@@ -57,7 +57,8 @@ attn = torch.softmax(scores, dim=-1) @ v
     options = {"max_logit_std": 3.0, "max_scale_ratio": 2.0, "min_qk_decades": 0.5}
     VALID = ("fixtures/cases/healthy.py:ScaledAttention", "fixtures/zoo/gpt2.py:GPT2", "fixtures/zoo/vit.py:ViT",
              "fixtures/zoo/bert.py:BERT", "fixtures/zoo/t5.py:T5")
-    INVALID = ("fixtures/cases/failures.py:UnscaledAttention", "fixtures/rules/attention_cases.py:SDPAExplicitScale")
+    INVALID = ("fixtures/cases/failures.py:UnscaledAttention", "fixtures/rules/attention_cases.py:SDPAExplicitScale",
+               "fixtures/rules/attention_cases.py:UnderScaledAttention")
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         graph = ctx.graph
@@ -83,12 +84,13 @@ attn = torch.softmax(scores, dim=-1) @ v
 
     def _check_softmax(self, ctx: RuleContext, node: NodeRecord) -> Finding | None:
         graph, est = ctx.graph, ctx.estimate
-        product = _score_product(ctx, node.name)
+        product, scaled = _score_product(ctx, node.name)
         if product is None:
             return None
         operands = [_operand_source(ctx, ref.name) for ref in product.args[:2] if isinstance(ref, Ref)]
-        if len(operands) != 2 or any(src is None for src, _ in operands) or any(scaled for _, scaled in operands):
-            return None  # a weight operand (a classifier), or q/k scaled before the product
+        if len(operands) != 2 or any(src is None for src, _ in operands):
+            return None  # a weight operand: a classifier, not attention
+        scaled = scaled or any(rescaled for _, rescaled in operands)
         notes = est.notes.get(node.name, {})
         logit_std = notes.get("logit_std")
         if logit_std is None or not math.isfinite(logit_std):  # a -inf mask: judge the unmasked scores
@@ -98,10 +100,12 @@ attn = torch.softmax(scores, dim=-1) @ v
             return None
         d = (graph[product.args[0].name].shape or (1,))[-1]
         keys = notes.get("keys") or (node.shape or (1,))[-1]
-        scaled_std = logit_std / math.sqrt(d)
+        q_a, q_b = (est.stats[src].q for src, _ in operands)  # the projections' outputs, before any scaling
+        scaled_std = math.sqrt(q_a * q_b)  # the logit std with exactly 1/sqrt(d)
         where = node.module or "<root>"
+        how = "with too little scaling" if scaled else "without 1/sqrt(d) scaling"
         message = (
-            f"Attention in {where} feeds q @ k^T to the softmax without 1/sqrt(d) scaling (d = {d}): the predicted "
+            f"Attention in {where} feeds q @ k^T to the softmax {how} (d = {d}): the predicted "
             f"logit std is {logit_std:.1f} (it would be {scaled_std:.2f} scaled), so over {keys} keys the softmax "
             f"starts near one-hot and passes almost no gradient to the query and key projections. Divide the scores "
             f"by math.sqrt({d}) or use F.scaled_dot_product_attention."
@@ -161,23 +165,27 @@ def _is_scale(ctx: RuleContext, node: NodeRecord) -> bool:
     return node.op in SCALES and any(_is_constant(ctx, a) for a in node.args[:2])
 
 
-def _score_product(ctx: RuleContext, start: str) -> NodeRecord | None:
-    """The activation-by-activation product whose result reaches `start` with no constant rescaling."""
+def _score_product(ctx: RuleContext, start: str) -> tuple[NodeRecord | None, bool]:
+    """The activation-by-activation product whose result reaches `start`, and whether a constant rescaled
+    it on the way (that only changes the message: the predicted logit spread decides)."""
     graph = ctx.graph
-    stack, seen = [graph[start].arg(0)], set()
+    stack, seen, scaled = [graph[start].arg(0)], set(), False
     while stack:
         ref = stack.pop()
         if not isinstance(ref, Ref) or ref.name in seen:
             continue
         seen.add(ref.name)
         node = graph[ref.name]
-        if node.kind is not NodeKind.OP or _is_scale(ctx, node):
+        if node.kind is not NodeKind.OP:
             continue
         if node.op in PRODUCTS:
-            return node
-        if node.op in LOGIT_PATH:
+            return node, scaled
+        if _is_scale(ctx, node):
+            scaled = True
+            stack.extend(a for a in node.args if isinstance(a, Ref) and not _is_constant(ctx, a))
+        elif node.op in LOGIT_PATH:
             stack.extend(a for a in node.args if isinstance(a, Ref))
-    return None
+    return None, scaled
 
 
 def _operand_source(ctx: RuleContext, name: str) -> tuple[str | None, bool]:
