@@ -30,6 +30,8 @@ class _Link:
     forward: float  # fan_in * E[w²] * E[φ²] / q_in: second-moment gain of the pre-activations
     looks_like: str
     matched_gain: float  # std·sqrt(fan_in) that would make `backward` 1, to first order
+    current_gain: float  # the weights' std·sqrt(fan_in)
+    critical_gain: float | None  # 1/φ'(0) for a saturating φ with φ(0) = 0 (tanh: 1, LeCun); None if none exists
 
 
 class InitActivationMismatch(Rule):
@@ -96,8 +98,9 @@ for _ in range(30):
             vanishing = first.backward < 1
             if abs(decades) < float(self.opts["min_decades"]) or (decades < 0) != vanishing:
                 continue  # a single mismatch, or one that normalization or a skip absorbs, does not matter
-            if all("tanh" in link.ops and link.looks_like.startswith("LeCun") for link in run):
-                continue  # already tanh's critical init: the drift is depth's doing (GL104), not the init's
+            if all(link.critical_gain is not None and abs(math.log(link.current_gain / link.critical_gain)) < 0.1
+                   for link in run):
+                continue  # already the activation's critical init: the drift is depth's doing (GL104), not the init's
             yield self._finding(ctx, run, decades, start, vanishing)
 
     def _finding(self, ctx: RuleContext, run: list[_Link], decades: float, start: float, vanishing: bool) -> Finding:
@@ -166,9 +169,12 @@ def _link(ctx: RuleContext, layer: WeightedLayer) -> _Link | None:
     fan_in = weight.shape[1] * math.prod(weight.shape[2:])
     fan_out = weight.shape[0] * math.prod(weight.shape[2:])
     ops = tuple(sorted({graph[n].op for n, i in est.pointwise.items() if i.root == layer.output}))
+    shape = info.shape
+    odd = shape.saturating and abs(shape.at_zero) < 1e-6 and shape.slope_at_zero > 0
     return _Link(layer, act, ops, info.saturating, linear_gain * info.grad_second,
                  fan_in * w2 * est.stats[act].q / q_in.q, _looks_like(w2, fan_in, fan_out),
-                 math.sqrt(w2 * fan_in / (linear_gain * info.grad_second)))
+                 math.sqrt(w2 * fan_in / (linear_gain * info.grad_second)), math.sqrt(w2 * fan_in),
+                 1.0 / shape.slope_at_zero if odd else None)
 
 
 def _looks_like(w2: float, fan_in: int, fan_out: int) -> str:
@@ -193,12 +199,14 @@ def _fix(link: _Link, gain: float) -> tuple[str, str]:
     """The init call that brings the per-layer gradient gain back to 1 (`gain` is the std·sqrt(fan_in) that
     does so to first order), and how to say it."""
     kaiming = "nn.init.kaiming_normal_(layer.weight, nonlinearity='relu'); nn.init.zeros_(layer.bias)"
-    if link.saturating and "tanh" not in link.ops:
+    if link.saturating and link.critical_gain is None:  # φ(0) != 0 (sigmoid): no fixed point keeps the slope
         return kaiming, (f"No init makes a {_act_name(link)} stack keep its gradient without saturating: replace it "
                          f"with nn.ReLU() and use `{kaiming}`, or put nn.LayerNorm before each activation.")
-    if "tanh" in link.ops:  # tanh's slope falls as the weights grow: LeCun's 1/fan_in is its critical point
-        code = "nn.init.normal_(layer.weight, 0.0, 1.0 / math.sqrt(layer.weight[0].numel())); nn.init.zeros_(layer.bias)"
-        return code, f"Use LeCun init `{code}` for these layers (the order-to-chaos boundary of tanh without bias)."
+    if link.critical_gain is not None:  # an odd saturating φ: std 1/φ'(0)/sqrt(fan_in) is its order-to-chaos edge
+        code = (f"nn.init.normal_(layer.weight, 0.0, {link.critical_gain:.3g} / math.sqrt(layer.weight[0].numel())); "
+                "nn.init.zeros_(layer.bias)")
+        return code, (f"Use `{code}` for these layers (std {link.critical_gain:.3g}/sqrt(fan_in), the inverse of "
+                      f"{_act_name(link)}'s slope at 0: the order-to-chaos boundary without bias; LeCun for tanh).")
     if abs(math.log10(gain * gain / 2.0)) < 0.05:
         code = kaiming
     else:

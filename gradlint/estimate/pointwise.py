@@ -122,11 +122,13 @@ class Shape:
     saturating: bool  # |φ'| is below 1% of its peak in both tails (sigmoid, tanh, hardtanh), unlike ReLU or swish
     rectifies: bool  # φ' is exactly 0 left of 0 and positive right of it (relu, relu6, clamp(min=0))
     flat_fraction: float  # share of h ~ N(mean, var) where |φ'| < 1% of its peak (a rectifier's dead half excluded)
+    at_zero: float = 0.0  # φ(0)
+    slope_at_zero: float = 0.0  # φ'(0): with φ(0) = 0, a weight std of 1/|φ'(0)|/sqrt(fan_in) is critical
 
 
 GRID = 2001  # points over mean ± 8 std, and again over ± 20 where activations bend
 FLAT = 0.01  # |φ'| below this fraction of its maximum counts as saturated (as the probe measures it)
-_RECTIFIER_POINTS = (-2.0, -0.5, 0.5)
+_RECTIFIER_POINTS = (-2.0, -0.5, 0.5, 0.0)
 
 
 @lru_cache(maxsize=16384)
@@ -139,7 +141,8 @@ def _shape_cached(fn_key: Any, fn: Callable[[torch.Tensor], torch.Tensor], mean:
     points = torch.cat([spread, fixed, extra]).requires_grad_(True)
     try:
         with torch.enable_grad():
-            (grad,) = torch.autograd.grad(fn(points.clone()).sum(), points, allow_unused=True)
+            values = fn(points.clone())
+            (grad,) = torch.autograd.grad(values.sum(), points, allow_unused=True)
     except Exception:  # not evaluable on float64 points: nothing to say
         return Shape(False, False, 0.0)
     if grad is None:
@@ -153,13 +156,14 @@ def _shape_cached(fn_key: Any, fn: Callable[[torch.Tensor], torch.Tensor], mean:
     rect = grad.detach()[2 * GRID + 2:]
     saturating = bool((tails <= FLAT * peak).all())
     rectifies = bool((rect[:2] == 0).all()) and bool(rect[2] > 0)
+    zero = (float(values.detach()[-1]), float(rect[3]))
     flat = slope[:GRID] < FLAT * peak
     if bool((slope[GRID:2 * GRID][fixed < 0] == 0).all()):  # a rectifier's flat left half is a dead region
         flat &= spread > 0
     if std <= 0:
-        return Shape(saturating, rectifies, float(flat[GRID // 2]))
+        return Shape(saturating, rectifies, float(flat[GRID // 2]), *zero)
     density = torch.exp(-0.5 * ((spread - mean) / std) ** 2)
-    return Shape(saturating, rectifies, float((density * flat.double()).sum() / density.sum()))
+    return Shape(saturating, rectifies, float((density * flat.double()).sum() / density.sum()), *zero)
 
 
 def derivative_shape(fn: Callable[[torch.Tensor], torch.Tensor], fn_key: Any, root: Stat) -> Shape:
