@@ -74,7 +74,7 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
           isolate_timeout: float | None = 300.0, isolate_memory: str | None = None) -> None:
     """Check TARGETS (FILE.py:NAME, package.module:NAME, NAME(args...)); default: [tool.gradlint] targets."""
     from gradlint.inputs import InputSpec
-    from gradlint.pipeline import CheckOptions, check_target
+    from gradlint.pipeline import check_target
     from gradlint.registry import all_rules, select_rules
     from gradlint import baseline
     from gradlint import isolate as isolation
@@ -88,7 +88,8 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
         rules = all_rules([*config.rule_dirs, *rule_dir])
         chosen = select_rules(rules, _split(select) or config.select, _split(ignore) or config.ignore,
                               [*config.extend_select, *_split(extend_select)])
-        cli_inputs = [InputSpec.parse(s) for s in input_specs] or None
+        for spec in input_specs:  # a bad --input is a usage error before any target runs
+            InputSpec.parse(spec)
         known = baseline.load(baseline_path) if baseline_path else None
         limits = isolation.Limits(isolate_timeout, isolation.parse_size(isolate_memory) if isolate_memory else None)
     except GradlintError as exc:
@@ -100,17 +101,12 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
     for index, name in enumerate(names, start=1):
         if progress:
             err.print(f"[dim][{index}/{len(names)}] {name}[/dim]")
-        per_target = config.inputs.get(name)
         try:
-            specs = cli_inputs or ([InputSpec.parse(s) for s in per_target] if per_target else None)
+            options = config.check_options(name, chosen, inputs=list(input_specs), no_probe=no_probe,
+                                           probe_batch=probe_batch, probe_timeout=probe_timeout,
+                                           probe_max_params=probe_max_params, device=device, verbose=verbose)
         except GradlintError as exc:
             raise UsageError(exc.message) from None
-        options = CheckOptions(
-            rules=chosen, thresholds=config.thresholds, inputs=specs, probe=config.probe and not no_probe,
-            probe_batch=probe_batch or config.probe_batch, probe_timeout=probe_timeout or config.probe_timeout,
-            probe_max_params=probe_max_params or config.probe_max_params, device=device, per_module_ignores=config.per_module_ignores,
-            verbose=verbose,
-        )
         report = isolation.check_isolated(name, forwarded, limits) if isolate else check_target(name, options)
         if report.error is not None and (fmt != "text" or output):
             err.print(Text("error", style="bold red") + Text(f" ({report.error.kind.value}) {name}: {report.error.message}"))
@@ -175,8 +171,7 @@ def _statistics(reports: list[Any], console: Console) -> None:
 def html_report(targets: tuple[str, ...], output: str, select: tuple[str, ...], ignore: tuple[str, ...],
                 input_specs: tuple[str, ...], no_probe: bool, config_path: str | None) -> None:
     """Write one self-contained HTML report (profile chart, findings, model structure) for TARGETS."""
-    from gradlint.inputs import InputSpec
-    from gradlint.pipeline import CheckOptions, check_target
+    from gradlint.pipeline import check_target
     from gradlint.registry import all_rules, select_rules
     from gradlint.report import html
 
@@ -187,12 +182,8 @@ def html_report(targets: tuple[str, ...], output: str, select: tuple[str, ...], 
     try:
         chosen = select_rules(all_rules(config.rule_dirs), _split(select) or config.select,
                               _split(ignore) or config.ignore, config.extend_select)
-        specs = [InputSpec.parse(s) for s in input_specs] or None
-        reports = [check_target(name, CheckOptions(
-            rules=chosen, thresholds=config.thresholds,
-            inputs=specs or ([InputSpec.parse(s) for s in config.inputs[name]] if name in config.inputs else None),
-            probe=config.probe and not no_probe, probe_batch=config.probe_batch, probe_timeout=config.probe_timeout,
-            probe_max_params=config.probe_max_params, per_module_ignores=config.per_module_ignores)) for name in names]
+        reports = [check_target(name, config.check_options(name, chosen, inputs=list(input_specs), no_probe=no_probe))
+                   for name in names]
     except GradlintError as exc:
         raise UsageError(exc.message) from None
     Path(output).write_text(html.render(reports), encoding="utf-8")

@@ -38,6 +38,24 @@ class Config:
     path: Path | None = None
 
 
+    def check_options(self, target: str, rules: list[Any], *, inputs: list[str] | None = None, no_probe: bool = False,
+                      probe_batch: int | None = None, probe_timeout: float | None = None,
+                      probe_max_params: int | None = None, device: str | None = None, verbose: bool = False) -> Any:
+        """The `CheckOptions` for one target: command-line values where given, this configuration elsewhere."""
+        from gradlint.inputs import InputSpec
+        from gradlint.pipeline import CheckOptions
+
+        specs = inputs or self.inputs.get(target)
+        return CheckOptions(
+            rules=rules, thresholds=self.thresholds, inputs=[InputSpec.parse(s) for s in specs] if specs else None,
+            probe=self.probe and not no_probe,
+            probe_batch=probe_batch if probe_batch is not None else self.probe_batch,
+            probe_timeout=probe_timeout if probe_timeout is not None else self.probe_timeout,
+            probe_max_params=probe_max_params if probe_max_params is not None else self.probe_max_params,
+            device=device, per_module_ignores=self.per_module_ignores, verbose=verbose,
+        )
+
+
 def find_pyproject(start: Path | None = None) -> Path | None:
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
