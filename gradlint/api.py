@@ -6,9 +6,9 @@ import traceback
 from collections.abc import Iterable
 from typing import Any
 
-import torch
 from torch import nn
 
+from gradlint.call import as_call
 from gradlint.inputs import InputSpec
 from gradlint.pipeline import CheckOptions, TargetReport, analyse, check_target
 from gradlint.types import ErrorKind, GradlintError
@@ -19,8 +19,10 @@ def check(model_or_target: nn.Module | str, inputs: Any = None, probe: bool = Tr
           probe_timeout: float | None = 60.0) -> TargetReport:
     """Check one model (an `nn.Module`, or a target string) and return its report.
 
-    `inputs` is a tensor, a tuple of tensors, or shape strings like "float32[16,3,32,32]"; without it
-    the contract's input resolution applies. The report has `.findings` and `.to_dict()`."""
+    `inputs` is what the forward is called with, read as Lightning reads `example_input_array`: a tensor
+    (the one argument), a tuple or list (positional arguments), a dict (keyword arguments); or shape
+    strings like "float32[16,3,32,32]" / "attention_mask=int64[16,32]". Without it the contract's input
+    resolution applies. The report has `.findings` and `.to_dict()`."""
     from gradlint.registry import all_rules, select_rules
 
     rules = select_rules(all_rules(), select, ignore)
@@ -30,12 +32,12 @@ def check(model_or_target: nn.Module | str, inputs: Any = None, probe: bool = Tr
     elif isinstance(inputs, (list, tuple)) and inputs and all(isinstance(i, str) for i in inputs):
         specs = [InputSpec.parse(i) for i in inputs]
     options = CheckOptions(rules=rules, thresholds=thresholds or {}, inputs=specs, probe=probe, probe_timeout=probe_timeout)
+    given = as_call(inputs) if inputs is not None and specs is None else None
     if isinstance(model_or_target, str):
-        return check_target(model_or_target, options)
+        return check_target(model_or_target, options, given)
     report = TargetReport(type(model_or_target).__name__)
-    tensors = inputs if isinstance(inputs, tuple) and specs is None else (inputs,) if isinstance(inputs, torch.Tensor) else None
     try:
-        analyse(model_or_target, report, options, None, tensors)
+        analyse(model_or_target, report, options, None, given)
     except GradlintError as exc:
         report.error = exc
     except Exception as exc:  # a bug in gradlint must not escape into the user's notebook

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradlint.call import Call, unwrap
 from gradlint.capture import capture
 from gradlint.estimate import Estimate, estimate
 from gradlint.graph import ModelGraph
@@ -91,14 +92,14 @@ class TargetReport:
         return data
 
 
-def check_target(raw: str, options: CheckOptions) -> TargetReport:
+def check_target(raw: str, options: CheckOptions, given: Call | None = None) -> TargetReport:
     report = TargetReport(raw)
     with restored_interpreter_state():
         try:
             started = time.perf_counter()
             loaded = load_target(raw)
             report.seconds["load"] = time.perf_counter() - started
-            analyse(loaded.model, report, options, loaded.record)
+            analyse(loaded.model, report, options, loaded.record, given)
         except GradlintError as exc:
             report.error = exc
             report.traceback = traceback.format_exc()
@@ -113,8 +114,9 @@ def check_target(raw: str, options: CheckOptions) -> TargetReport:
 
 
 def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, record: ConstructionRecord | None,
-            given_inputs: tuple[Any, ...] | None = None) -> TargetReport:
+            given_inputs: Call | None = None) -> TargetReport:
     """The stages after loading; also what the Python API calls on a model object."""
+    model, wrapper_note = unwrap(model)
     params = list(model.parameters())
     if not params:
         raise GradlintError(
@@ -126,13 +128,15 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
     tick = time.perf_counter()
     inputs = ResolvedInputs(given_inputs, "given") if given_inputs is not None else resolve_inputs(model, options.inputs)
     report.input_source = inputs.source
-    graph = capture(model, inputs.args)
+    graph = capture(model, inputs.call)
+    if wrapper_note:
+        graph.notes.insert(0, wrapper_note)
     report.graph = graph
     report.seconds["capture"] = time.perf_counter() - tick
     tick = time.perf_counter()
     from gradlint.weights import WeightTable
 
-    est = estimate(graph, WeightTable(model, record), inputs.args)
+    est = estimate(graph, WeightTable(model, record), inputs.call.tensors())
     report.estimate = est
     report.seconds["estimate"] = time.perf_counter() - tick
     tick = time.perf_counter()
@@ -150,13 +154,13 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
     report.seconds["rules"] = time.perf_counter() - tick
     if options.probe:
         tick = time.perf_counter()
-        probe_args = inputs.args
+        probe_call = inputs.call
         if options.probe_batch and options.inputs is None and inputs.source.startswith("inferred"):
-            probe_args = resolve_inputs(model, batch=options.probe_batch).args
+            probe_call = resolve_inputs(model, batch=options.probe_batch).call
         layers = [(l.module, l.kind, l.weight) for l in graph.weighted_layers]
         try:
             final = frozenset(l.module for l in graph.weighted_layers if l.output == graph.output)
-            report.probe = run_probe(model, probe_args, layers, timeout=options.probe_timeout, max_params=options.probe_max_params,
+            report.probe = run_probe(model, probe_call, layers, timeout=options.probe_timeout, max_params=options.probe_max_params,
                                      device=options.device, final=final)
         except GradlintError as exc:
             report.probe = ProbeResult([], {}, {}, 0.0, 0, False, 0.0, skipped=exc.message)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradlint.call import Call, as_call, first_tensor
 from gradlint.types import ErrorKind, GradlintError, ProfileEntry, profile_dict, profile_ratio
 
 # |x| beyond which φ' is below 1% of its maximum (LogSigmoid: x beyond which, on the flat positive side)
@@ -122,22 +123,6 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def first_tensor(value: Any) -> torch.Tensor | None:
-    """The contract's y: the first tensor found depth-first (tuple, list or dict values in order)."""
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, dict):
-        value = list(value.values())
-    elif hasattr(value, "to_tuple") and callable(value.to_tuple):
-        value = value.to_tuple()
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            found = first_tensor(item)
-            if found is not None:
-                return found
-    return None
-
-
 def _replace_first(value: Any, new: torch.Tensor) -> Any:
     if isinstance(value, torch.Tensor):
         return new
@@ -175,17 +160,18 @@ def _dead_fraction(t: torch.Tensor) -> float:
     return float(1.0 - active.float().mean())
 
 
-def run_probe(model: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, str, str]], *, seed: int = 0,
+def run_probe(model: nn.Module, call: Call, layers: list[tuple[str, str, str]], *, seed: int = 0,
               timeout: float | None = 60.0, max_params: int | None = None, device: str | None = None,
               final: frozenset[str] = frozenset()) -> ProbeResult:
     """Measure the contract's profile for `layers` [(module path, kind, weight name)] on a copy of `model`.
     `final` names layers whose output is the model's output: nothing can rewrite it, so it is not copied."""
+    call = as_call(call)
     n_params = sum(p.numel() for p in model.parameters())
     home = next((p.device for p in model.parameters()), torch.device("cpu"))
     if home.type == "meta":
-        return _skipped("the model is on the meta device (no weights to run)", inputs)
+        return _skipped("the model is on the meta device (no weights to run)", call)
     if max_params is not None and n_params > max_params:
-        return _skipped(f"the model has {n_params:,} parameters, above the probe budget of {max_params:,} (--probe-max-params)", inputs)
+        return _skipped(f"the model has {n_params:,} parameters, above the probe budget of {max_params:,} (--probe-max-params)", call)
     start = time.perf_counter()
     with preserved_global_state():
         torch.manual_seed(seed)
@@ -193,12 +179,12 @@ def run_probe(model: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str,
             twin = copy.deepcopy(model)
             if device is not None:  # e.g. probe on a GPU: the copy moves, the user's model stays where it is
                 twin.to(device)
-                inputs = tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in inputs)
+                call = call.to(device)
             twin.train()
             for p in twin.parameters():
                 p.grad = None
             with time_limit(timeout):
-                result = _measure(twin, inputs, layers, seed, final)
+                result = _measure(twin, call, layers, seed, final)
         except ProbeTimeout:
             raise GradlintError(
                 ErrorKind.PROBE,
@@ -219,12 +205,11 @@ def run_probe(model: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str,
     return result
 
 
-def _skipped(reason: str, inputs: tuple[Any, ...]) -> ProbeResult:
-    batch = inputs[0].shape[0] if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() else 0
-    return ProbeResult([], {}, {}, 0.0, batch, False, 0.0, skipped=reason)
+def _skipped(reason: str, call: Call) -> ProbeResult:
+    return ProbeResult([], {}, {}, 0.0, call.batch(), False, 0.0, skipped=reason)
 
 
-def _measure(twin: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, str, str]], seed: int,
+def _measure(twin: nn.Module, call: Call, layers: list[tuple[str, str, str]], seed: int,
              final: frozenset[str] = frozenset()) -> ProbeResult:
     named = dict(twin.named_parameters())
     captured: dict[str, torch.Tensor] = {}
@@ -268,7 +253,7 @@ def _measure(twin: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, s
             handles.append(module.register_forward_hook(act_hook))
     try:
         with torch.enable_grad():
-            output = twin(*inputs)
+            output = twin(*call.args, **call.kwargs)
             y = first_tensor(output)
             if y is None or not y.is_floating_point():
                 raise GradlintError(ErrorKind.PROBE, "The model's output has no floating-point tensor to take a gradient of.")
@@ -314,8 +299,7 @@ def _measure(twin: nn.Module, inputs: tuple[Any, ...], layers: list[tuple[str, s
             measure.relative_update = wg / w_rms if w_rms > 0 else None
         profile.append(entry)
         measures[path] = measure
-    batch = inputs[0].shape[0] if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() else 0
-    return ProbeResult(profile, measures, activations, 0.0, batch, nonfinite_any, _rms(y))
+    return ProbeResult(profile, measures, activations, 0.0, call.batch(), nonfinite_any, _rms(y))
 
 
 def _entry(path: str, kind: str, grad: torch.Tensor | None, g_rms: float) -> ProfileEntry:

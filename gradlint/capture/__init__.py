@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradlint.call import Call, as_call
 from gradlint.capture.common import CaptureFailed, training_mode
 from gradlint.capture.eager import capture_eager
 from gradlint.capture.export import capture_export
@@ -28,27 +29,30 @@ _STDLIB_DIR = sysconfig.get_paths()["stdlib"] + os.sep
 _SITE_DIRS = tuple({sysconfig.get_paths()[k] + os.sep for k in ("purelib", "platlib")})
 
 
-def capture(model: nn.Module, inputs: tuple[Any, ...]) -> ModelGraph:
-    """The model's graph in training mode, by the first method that works; earlier failures become notes."""
+def capture(model: nn.Module, call: Call) -> ModelGraph:
+    """The graph from the example call to the contract's y, in training mode, by the first method that
+    works; earlier failures become notes."""
+    call = as_call(call)
     failures: list[str] = []
     with training_mode(model), _quiet_torch_logs():
         for name, method in METHODS:
             try:
-                graph = method(model, inputs)
+                graph = method(model, call)
             except CaptureFailed as exc:
                 failures.append(f"{name}: {exc}")
                 continue
             graph.notes = [f"{f} (fell back to {graph.method})" for f in failures] + graph.notes
             graph.fallback = bool(failures)
             return graph
-    located = _locate_failure(model, inputs)
+    located = _locate_failure(model, call)
     if located is not None:
         message, cause = located
         raise GradlintError(ErrorKind.CAPTURE, message) from cause
     raise GradlintError(
         ErrorKind.CAPTURE,
         "No capture method could follow the model's forward. " + "; ".join(failures)
-        + ". Check that the forward runs on the example input (see --input), or pass --verbose for the traceback.",
+        + f". The forward itself runs on the example input ({call.describe()}), so this is a limit of gradlint's "
+        "capture: please report it; --verbose shows the traceback.",
     )
 
 
@@ -65,16 +69,6 @@ def _quiet_torch_logs() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _describe(value: Any, top: bool = True) -> str:
-    """float32[16, 7] for a tensor; arguments joined by commas, nested containers in parentheses."""
-    if isinstance(value, torch.Tensor):
-        return f"{str(value.dtype).removeprefix('torch.')}{list(value.shape)}"
-    if isinstance(value, (tuple, list)):
-        inner = ", ".join(_describe(v, False) for v in value)
-        return inner if top else f"({inner})"
-    return type(value).__name__
-
-
 def _user_frame(exc: BaseException) -> str | None:
     """The innermost traceback frame outside torch, the standard library and gradlint: where the user's code failed."""
     own = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -87,7 +81,7 @@ def _user_frame(exc: BaseException) -> str | None:
     return found
 
 
-def _locate_failure(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[str, BaseException] | None:
+def _locate_failure(model: nn.Module, call: Call) -> tuple[str, BaseException] | None:
     """Run the forward once eagerly on a copy to name the module that raised, the input it got and the
     user's error, which the capture methods' own messages bury in tracing internals."""
     from gradlint.probe import preserved_global_state
@@ -111,7 +105,7 @@ def _locate_failure(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[str, Bas
                torch.nn.modules.module.register_module_forward_hook(post))
     try:
         with preserved_global_state(), torch.no_grad():
-            twin(*inputs)
+            twin(*call.args, **call.kwargs)
     except Exception as exc:
         cause: BaseException = exc
     else:
@@ -123,14 +117,14 @@ def _locate_failure(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[str, Bas
     error = f"{type(cause).__name__}: {text}" if text else type(cause).__name__
     where = _user_frame(cause)
     at = f" (raised at {where})" if where else ""
-    path, module, args = stack[-1] if stack else ("", twin, inputs)
+    path, module, args = stack[-1] if stack else ("", twin, call.args)
     if path:
         layer = f"module `{path}` ({module!r})" if len(repr(module)) <= 120 else f"module `{path}` ({type(module).__name__})"
-        what = f"{layer} rejected its input {_describe(args)} with {error}{at}"
+        what = f"{layer} rejected its input {Call(tuple(args)).describe()} with {error}{at}"
     else:
         what = f"the forward of {type(module).__name__} raised {error}{at}"
     return (
-        f"The forward failed on the example input {_describe(inputs)}: {what}. Give an input the model accepts with "
+        f"The forward failed on the example input {call.describe()}: {what}. Give an input the model accepts with "
         "--input (or set `example_input_array` on the model), or fix the forward; --verbose shows the traceback.",
         cause,
     )

@@ -13,6 +13,7 @@ from torch import fx, nn
 from torch.fx.experimental.proxy_tensor import get_proxy_mode, make_fx
 from torch.func import functional_call
 
+from gradlint.call import Call, as_call, first_tensor
 from gradlint.capture.common import CaptureFailed, leaf_weights, module_types, shape_of
 from gradlint.capture.export import _op_record
 from gradlint.graph import ModelGraph, NodeKind, NodeRecord
@@ -57,14 +58,21 @@ class _ModuleStackTagger:
         self.stack.pop()
 
 
-def capture_eager(model: nn.Module, inputs: tuple[Any, ...]) -> ModelGraph:
+def capture_eager(model: nn.Module, call: Call) -> ModelGraph:
+    call = as_call(call)
     twin = copy.deepcopy(model)  # the forward runs for real: running stats must change on a copy
     named_params = dict(twin.named_parameters(remove_duplicate=False))
     named_buffers = dict(twin.named_buffers(remove_duplicate=False))
     tagger = _ModuleStackTagger(twin)
+    keys = list(call.kwargs)
+    positional = len(call.args)
 
-    def forward(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], *args: Any) -> Any:
-        return functional_call(twin, (params, buffers), args)
+    def forward(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], *flat: Any) -> Any:
+        kwargs = dict(zip(keys, flat[positional:]))
+        y = first_tensor(functional_call(twin, (params, buffers), tuple(flat[:positional]), kwargs))
+        if y is None:
+            raise CaptureFailed("the model returns no tensor")
+        return y
 
     pre = torch.nn.modules.module.register_module_forward_pre_hook(tagger.pre)
     post = torch.nn.modules.module.register_module_forward_hook(tagger.post)
@@ -72,7 +80,9 @@ def capture_eager(model: nn.Module, inputs: tuple[Any, ...]) -> ModelGraph:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             traced = make_fx(forward, tracing_mode="real", pre_dispatch=True, record_stack_traces=True,
-                             _error_on_data_dependent_ops=False)(named_params, named_buffers, *inputs)
+                             _error_on_data_dependent_ops=False)(named_params, named_buffers, *call.args, *call.kwargs.values())
+    except CaptureFailed:
+        raise
     except Exception as exc:
         raise CaptureFailed(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
     finally:
@@ -94,7 +104,7 @@ def _to_graph(traced: fx.GraphModule, model: nn.Module, param_names: list[str], 
         elif index < len(names):
             kind, pname = NodeKind.BUFFER, names[index]
         else:
-            kind, pname = NodeKind.INPUT, None
+            kind, pname = (NodeKind.INPUT if isinstance(val, torch.Tensor) else NodeKind.CONSTANT), None
         records.append(NodeRecord(node.name, kind, shape=shape_of(val), dtype=getattr(val, "dtype", None), param=pname))
     for node in traced.graph.nodes:
         if node.op == "call_function":

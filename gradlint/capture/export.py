@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from gradlint.call import Call, as_call, ReturnsY, user_path
 from gradlint.capture.common import CaptureFailed, canonical_op, leaf_weights, module_types, shape_of
 from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref
 from gradlint.sources import location_from_stack_trace
@@ -18,17 +19,21 @@ from gradlint.sources import location_from_stack_trace
 METHOD = "torch.export"
 
 
-def capture_export(model: nn.Module, inputs: tuple[Any, ...]) -> ModelGraph:
+def capture_export(model: nn.Module, call: Call) -> ModelGraph:
+    """Export `ReturnsY(model)`: only y is an output, so nothing else the forward returns has to be
+    flattened; every path is then read back as the user's model names it."""
+    call = as_call(call)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = torch.export.export(model, inputs, strict=False)
+            program = torch.export.export(ReturnsY(model), call.args, kwargs=call.kwargs, strict=False)
     except Exception as exc:  # export raises many types; each means "try the next method"
         raise CaptureFailed(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
     sig = program.graph_signature
-    params = dict(sig.inputs_to_parameters)
-    buffers = dict(sig.inputs_to_buffers)
-    constants = dict(getattr(sig, "inputs_to_lifted_tensor_constants", {}) or {})
+    params = {k: user_path(v) for k, v in sig.inputs_to_parameters.items()}
+    buffers = {k: user_path(v) for k, v in sig.inputs_to_buffers.items()}
+    lifted = dict(getattr(sig, "inputs_to_lifted_tensor_constants", {}) or {})
+    constants = {k: user_path(v) for k, v in lifted.items()}
     records: list[NodeRecord] = []
     aliases: dict[str, str] = {}  # a region's outputs (getitem on its call) -> the inlined node that computes each
     regions: dict[str, list[str]] = {}
@@ -45,7 +50,9 @@ def capture_export(model: nn.Module, inputs: tuple[Any, ...]) -> ModelGraph:
             else:
                 kind, pname = NodeKind.INPUT, None
             val = node.meta.get("val")
-            value = program.constants.get(pname) if kind is NodeKind.CONSTANT and pname else None
+            if kind is NodeKind.INPUT and not isinstance(val, torch.Tensor):  # an int or flag argument: baked in
+                kind = NodeKind.CONSTANT
+            value = program.constants.get(lifted[node.name]) if kind is NodeKind.CONSTANT and node.name in lifted else None
             records.append(NodeRecord(node.name, kind, shape=shape_of(val), dtype=getattr(val, "dtype", None), param=pname,
                                       value=value if isinstance(value, torch.Tensor) else None))
         elif node.op == "get_attr":  # a non-tensor operand of a higher-order op (a subgraph, a function spec)
@@ -56,7 +63,7 @@ def capture_export(model: nn.Module, inputs: tuple[Any, ...]) -> ModelGraph:
             elif _region(node, program.graph_module) is not None:
                 regions[node.name] = _inline(node, program.graph_module, records, aliases)
             else:
-                records.append(_op_record(node, aliases))
+                records.append(_op_record(node, aliases, wrapped=True))
         elif node.op == "output":
             for name in user_outputs:
                 name = aliases.get(name, name) if name is not None else None
@@ -103,7 +110,7 @@ def _inline(node: fx.Node, owner: nn.Module, records: list[NodeRecord], aliases:
                 regions[sub_node.name] = _inline(sub_node, sub, records, inner)
             else:
                 inner[sub_node.name] = f"{node.name}__{sub_node.name}"
-                record = _op_record(sub_node, inner)
+                record = _op_record(sub_node, inner, wrapped=True)
                 record.name = inner[sub_node.name]
                 records.append(record)
         elif sub_node.op == "output":
@@ -125,7 +132,8 @@ def _inline(node: fx.Node, owner: nn.Module, records: list[NodeRecord], aliases:
     return detached
 
 
-def _op_record(node: fx.Node, aliases: dict[str, str] | None = None) -> NodeRecord:
+def _op_record(node: fx.Node, aliases: dict[str, str] | None = None, wrapped: bool = False) -> NodeRecord:
+    """`wrapped`: the node was traced through `ReturnsY`, whose paths carry its prefix."""
     aliases = aliases or {}
     target = node.target
     if target is operator.getitem:
@@ -136,6 +144,10 @@ def _op_record(node: fx.Node, aliases: dict[str, str] | None = None) -> NodeReco
     keys = []
     module, module_type = "", ""
     for key, (path, type_name) in stack.items():
+        if wrapped:
+            if path == "":
+                continue  # gradlint's own `ReturnsY`, not a module of the user's
+            path = user_path(path)
         suffix = key.rpartition("@")[2] if "@" in key else ""
         keys.append(f"{path}@{suffix}" if suffix else path)
         module = path
