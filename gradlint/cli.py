@@ -51,7 +51,7 @@ def main() -> None:
 @click.option("--extend-select", multiple=True, help="Rules to enable on top of the selection.")
 @click.option("--fail-on", type=click.Choice([s.value for s in Severity]), help="Lowest severity that fails the run (default: warning).")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings are reported (errors still exit 2).")
-@click.option("--input", "input_specs", multiple=True, help='Example input as DTYPE[d0,d1,...], e.g. "float32[16,3,224,224]"; repeat for several arguments.')
+@click.option("--input", "input_specs", multiple=True, help='Example input as DTYPE[d0,d1,...], e.g. "float32[16,3,224,224]", repeated for several positional arguments; NAME=DTYPE[...] for a keyword argument, e.g. "attention_mask=int64[16,128]".')
 @click.option("--no-probe", is_flag=True, help="Skip the confirming forward/backward pass (static estimate only).")
 @click.option("--probe-batch", type=int, help="Batch size of the probe's inferred input (default 16).")
 @click.option("--probe-timeout", type=float, help="Seconds the probe may take per target (default 60).")
