@@ -18,11 +18,13 @@ from gradlint.estimate import Estimate, estimate
 from gradlint.graph import ModelGraph
 from gradlint.inputs import InputSpec, ResolvedInputs, resolve_inputs
 from gradlint.load import LoadedModel, load_target, restored_interpreter_state
+from gradlint.measurable import batch_for_batch_norm, with_default_init, zero_head
 from gradlint.probe import ProbeResult, run_probe
 from gradlint.recorder import ConstructionRecord
 from gradlint.rule import Rule, RuleContext
 from gradlint.suppress import Suppressor
 from gradlint.types import ErrorKind, Finding, GradlintError, Severity
+from gradlint.weights import WeightTable
 
 log = logging.getLogger("gradlint")
 
@@ -56,6 +58,7 @@ class TargetReport:
     seconds: dict[str, float] = field(default_factory=dict)
     suppressed: int = 0
     traceback: str | None = None
+    notes: list[str] = field(default_factory=list)  # what gradlint did differently from the plain contract, and why
 
     @property
     def ok(self) -> bool:
@@ -88,6 +91,8 @@ class TargetReport:
                 data["probe_skipped"] = self.probe.skipped
         if self.suppressed:
             data["suppressed"] = self.suppressed
+        if self.notes:
+            data["notes"] = list(self.notes)
         data["seconds"] = {k: round(v, 4) for k, v in self.seconds.items()}
         return data
 
@@ -130,13 +135,20 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
     report.input_source = inputs.source
     graph = capture(model, inputs.call)
     if wrapper_note:
-        graph.notes.insert(0, wrapper_note)
+        report.notes.append(wrapper_note)
     report.graph = graph
     report.seconds["capture"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    from gradlint.weights import WeightTable
 
     est = estimate(graph, WeightTable(model, record), inputs.call.tensors())
+    heads = zero_head(est, graph, model)
+    if heads:  # nothing before a zero head has a gradient to judge: judge the model as it is after one step
+        model = with_default_init(model, heads)
+        est = estimate(graph, WeightTable(model, record), inputs.call.tensors())
+        report.notes.append(
+            f"the output layer's weight ({', '.join(heads)}) is zero-initialised, so every gradient before it is exactly "
+            "0 at initialisation (and is not after the first step); gradlint estimated and probed the model with that "
+            "weight drawn from PyTorch's default init instead")
     report.estimate = est
     report.seconds["estimate"] = time.perf_counter() - tick
     tick = time.perf_counter()
@@ -157,6 +169,15 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
         probe_call = inputs.call
         if options.probe_batch and options.inputs is None and inputs.source.startswith("inferred"):
             probe_call = resolve_inputs(model, batch=options.probe_batch).call
+        probe_notes = []
+        too_few = batch_for_batch_norm(est, graph, inputs.call.batch(), probe_call.batch())
+        if too_few is not None:
+            needed, why = too_few
+            if inputs.source.startswith("inferred"):
+                probe_call = resolve_inputs(model, batch=needed).call
+                probe_notes.append(f"{why}; the probe used batch {needed} instead")
+            else:
+                probe_notes.append(f"{why}; give a larger batch (--input) for a meaningful measurement")
         layers = [(l.module, l.kind, l.weight) for l in graph.weighted_layers]
         try:
             final = frozenset(l.module for l in graph.weighted_layers if l.output == graph.output)
@@ -164,6 +185,7 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
                                      device=options.device, final=final)
         except GradlintError as exc:
             report.probe = ProbeResult([], {}, {}, 0.0, 0, False, 0.0, skipped=exc.message)
+        report.probe.notes.extend(probe_notes)
         report.seconds["probe"] = time.perf_counter() - tick
         if report.probe.skipped is None:
             for rule in instances:  # rules whose evidence is the measurement itself (non-finite values)

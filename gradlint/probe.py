@@ -67,12 +67,15 @@ class ProbeResult:
         return profile_ratio(self.profile)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             **profile_dict(self.profile),
             "seconds": round(self.seconds, 4),
             "batch": self.batch,
             "nonfinite": self.nonfinite,
         }
+        if self.notes:
+            data["notes"] = list(self.notes)
+        return data
 
 
 class ProbeTimeout(Exception):

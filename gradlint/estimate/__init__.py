@@ -54,6 +54,14 @@ class Estimate:
         """Nodes that divide a tensor by its own scale: norm ops and hand-written RMSNorm/LayerNorm."""
         return frozenset(name for name, note in self.notes.items() if "normalizes" in note)
 
+    def fewest_batch_statistics(self) -> tuple[str, int] | None:
+        """(node, values per channel) of the batch norm whose statistics come from the fewest values."""
+        counts = [(int(note["batch_statistics"]), name) for name, note in self.notes.items() if "batch_statistics" in note]
+        if not counts:
+            return None
+        values, name = min(counts)
+        return name, values
+
     @cached_property
     def r_scale_free(self) -> dict[str, float]:
         """The backward pass with every normalization's 1/scale amplification removed: what is left is

@@ -219,6 +219,7 @@ def batch_norm(node: NodeRecord, ctx: Context) -> Result:
     channels = shape[1] if len(shape) > 1 else 1
     group = max(ctx.numel(x) // max(channels, 1), 1)
     if training:
+        ctx.note(node, "batch_statistics", group)  # values per channel: the probe needs enough of them
         return _normalised(node, ctx, x, sx.v, eps, group, weight, bias, sx.v)
     rv = ctx.weight(running_var)[0] if running_var is not None else 1.0  # mean of the running variances
     rm_mean, rm2 = ctx.weight(running_mean) if running_mean is not None else (0.0, 0.0)

@@ -80,6 +80,8 @@ def render(targets: list[TargetReport], console: Console, show_profile: bool = T
                 f"first-layer gradient log10 ratio: estimate {_fmt(t.estimate.log10_grad_ratio)}, {probe_text}",
                 style="dim",
             ))
+            for note in [*t.notes, *(probe.notes if probe else [])]:
+                console.print(Text(f"  note: {note}", style="dim"))
         for f in t.findings:
             console.print(Group(_finding(f)))
         if not t.findings:
