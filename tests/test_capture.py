@@ -101,3 +101,45 @@ def test_capture_runs_in_training_mode() -> None:
     dropout = next(r for r in graph.ops() if r.op == "dropout")
     assert dropout.arg(2, "train") is True  # traced in eval mode it would be False
     assert not model.training and not model.drop.training
+
+
+class NoGradAngles(nn.Module):
+    """A rotary-style helper under `@torch.no_grad()`: torch.export wraps it in a higher-order op around a
+    subgraph, whose ops must be inlined and whose outputs must pass no gradient back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.register_buffer("inv", torch.arange(4.0))
+
+    @torch.no_grad()
+    def angles(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = torch.arange(x.shape[1], dtype=torch.float32)[:, None] * self.inv[None]
+        return t.cos(), t.sin()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cos, sin = self.angles(x)
+        return self.fc(x) * torch.cat([cos, sin], -1)
+
+
+def test_no_grad_region_is_inlined_and_detached() -> None:
+    from gradlint.estimate import estimate
+    from gradlint.weights import WeightTable
+
+    model = NoGradAngles()
+    inputs = (torch.randn(2, 5, 8),)
+    graph = capture(model, inputs)
+    assert graph.method == "torch.export"
+    names = set(graph.order)
+    assert all(src in names for name in graph.order for src in graph[name].inputs)
+    detached = [name for name in graph.order if name.startswith("wrap_with_set_grad_enabled__detach")]
+    assert len(detached) == 2  # the region returns cos and sin
+    upstream, frontier = set(), list(detached)
+    while frontier:
+        for src in graph[frontier.pop()].inputs:
+            if src not in upstream:
+                upstream.add(src)
+                frontier.append(src)
+    assert {"cos", "sin"} <= {graph[name].op for name in upstream}
+    est = estimate(graph, WeightTable(model, None), inputs)
+    assert all(not est.gains.get(name) for name in detached)
