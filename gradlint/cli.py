@@ -165,7 +165,7 @@ def _statistics(reports: list[Any], console: Console) -> None:
 @click.option("-o", "--output", default="gradlint-report.html", show_default=True, type=click.Path(dir_okay=False, writable=True), help="HTML file to write.")
 @click.option("--select", multiple=True, help="Rules to enable: codes, prefixes, names or ALL (comma-separated).")
 @click.option("--ignore", multiple=True, help="Rules to disable.")
-@click.option("--input", "input_specs", multiple=True, help='Example input as DTYPE[d0,d1,...]; repeat for several arguments.')
+@click.option("--input", "input_specs", multiple=True, help='Example input as DTYPE[d0,d1,...] (positional) or NAME=DTYPE[...] (keyword); repeat for several arguments.')
 @click.option("--no-probe", is_flag=True, help="Skip the measured profile (static estimate only).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="pyproject.toml to read [tool.gradlint] from.")
 def html_report(targets: tuple[str, ...], output: str, select: tuple[str, ...], ignore: tuple[str, ...],

@@ -1,4 +1,4 @@
-"""`--format json`: the report contract (spec/report.md), exactly."""
+"""`--format json`: the report contract (docs/spec/report.md), exactly."""
 
 from __future__ import annotations
 
