@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from gradlint.grouping import flatten, group
 from gradlint.pipeline import TargetReport
 from gradlint.types import ErrorKind, Finding, GradlintError
 
@@ -28,7 +29,7 @@ def build(reports: list[TargetReport]) -> dict[str, Any]:
     for report in reports:
         if not report.ok:
             continue  # a target that could not be analysed has nothing to baseline
-        counts = Counter(_key(f) for f in report.findings)
+        counts = Counter(_key(f) for primary in report.findings for f in primary.members())
         rules: dict[str, dict[str, int]] = {}
         for (rule, module), n in sorted(counts.items()):
             rules.setdefault(rule, {})[module] = n
@@ -69,11 +70,11 @@ def apply(reports: list[TargetReport], baseline: dict[str, Counter[Key]]) -> int
     for report in reports:
         allowance = Counter(baseline.get(report.target, {}))
         kept = []
-        for finding in report.findings:
+        for finding in flatten(report.findings):  # members one by one: a new one keeps its group's other new ones
             if allowance[_key(finding)] > 0:
                 allowance[_key(finding)] -= 1
                 dropped += 1
             else:
                 kept.append(finding)
-        report.findings = kept
+        report.findings = group(kept)
     return dropped

@@ -77,7 +77,7 @@ class IsolatedReport(TargetReport):
 def _finding(data: dict[str, Any]) -> Finding:
     return Finding(data["rule"], data["name"], Severity(data["severity"]), Risk(data["risk"]), data["message"],
                    data["module"], data.get("path"), data.get("line"), data.get("confirmed"), data.get("fix"),
-                   data.get("evidence") or {})
+                   data.get("evidence") or {}, data.get("fix_check"), [_finding(r) for r in data.get("related", [])])
 
 
 def _failed(target: str, kind: ErrorKind, message: str, stderr: str) -> IsolatedReport:

@@ -18,9 +18,11 @@ from gradlint.estimate import Estimate, estimate
 from gradlint.graph import ModelGraph
 from gradlint.inputs import InputSpec, ResolvedInputs, resolve_inputs
 from gradlint.load import LoadedModel, load_target, restored_interpreter_state
+from gradlint.grouping import group
 from gradlint.measurable import batch_for_batch_norm, with_default_init, zero_head
 from gradlint.probe import ProbeResult, run_probe
 from gradlint.recorder import ConstructionRecord
+from gradlint.remedy import verify_fixes
 from gradlint.rule import Rule, RuleContext
 from gradlint.suppress import Suppressor
 from gradlint.types import ErrorKind, Finding, GradlintError, Severity
@@ -213,5 +215,7 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
         hook = getattr(rule, "check_suppressions", None)
         if hook is not None:
             kept.extend(hook(ctx, suppressor, options.rules))
-    report.findings = sorted(kept, key=lambda f: (-f.severity.rank, f.rule, f.module))
+    kept.sort(key=lambda f: (-f.severity.rank, f.rule, f.module))
+    verify_fixes(kept, model, graph, record, inputs.call.tensors(), est)
+    report.findings = group(kept)
     return report

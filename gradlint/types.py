@@ -66,6 +66,12 @@ class Finding:
     confirmed: bool | None = None
     fix: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    # a fix applied to the model's weights and re-estimated: {"fix", "layers", "log10_ratio_before", "log10_ratio_after"}
+    fix_check: dict[str, Any] | None = None
+    related: list["Finding"] = field(default_factory=list)  # other findings with the same cause (see grouping)
+
+    def members(self) -> list["Finding"]:
+        return [self, *self.related]
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -83,6 +89,10 @@ class Finding:
             data["fix"] = self.fix
         if self.evidence:
             data["evidence"] = self.evidence
+        if self.fix_check:
+            data["fix_check"] = self.fix_check
+        if self.related:
+            data["related"] = [f.to_dict() for f in self.related]
         return data
 
 

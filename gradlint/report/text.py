@@ -27,6 +27,9 @@ def _finding(f: Finding) -> Text:
     if f.confirmed is not None:
         text.append("  probe: ", style="dim")
         text.append("confirmed" if f.confirmed else "not confirmed", style="green" if f.confirmed else "magenta")
+    if f.related:
+        also = ", ".join(f"{r.rule} {r.name} [{r.severity.value}]" for r in f.related)
+        text.append(f"\n    same cause: {also}", style="dim")
     if f.fix:
         text.append("\n    fix: ", style="green")
         text.append(f.fix.replace("\n", "\n         "))
