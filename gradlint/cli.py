@@ -36,6 +36,43 @@ def _config(path: str | None) -> Config:
         raise UsageError(exc.message) from None
 
 
+def _expand(targets: tuple[str, ...], config: Config, affected: bool = False, exclude: tuple[str, ...] = ()) -> Any:
+    """Paths on the command line -> targets (gradlint.discover); the configured targets when none are given."""
+    from gradlint import discover
+
+    base = config.path.parent if config.path else Path.cwd()
+    try:
+        found = discover.expand(list(targets), config.targets, [*config.exclude, *_split(exclude)], base, affected)
+    except FileNotFoundError as exc:
+        raise UsageError(f"{exc.args[0]}: no such file or directory (a path target names a .py file or a folder; "
+                         "FILE.py:NAME names one model).") from None
+    if not targets:
+        found.targets = list(config.targets)
+    elif not found.targets and not found.broken and not found.skipped and found.paths_given:
+        what = "configured target is defined in or imports them" if config.targets else "nn.Module is defined there"
+        Console(stderr=True).print(f"No targets in the given paths: no {what}.", highlight=False)
+        sys.exit(0)
+    return found
+
+
+def _skipped(found: Any, console: Console, verbose: bool) -> None:
+    """The definitions discovery found but did not check, and why: a count by reason, each one with --verbose."""
+    if not found.skipped:
+        return
+    if verbose:
+        console.print(f"Skipped {len(found.skipped)} definition{'s' if len(found.skipped) != 1 else ''}:", highlight=False)
+        for item in found.skipped:
+            console.print(f"  {item.target}: {item.reason}", highlight=False, soft_wrap=True)
+        return
+    reasons: dict[str, int] = {}
+    for item in found.skipped:
+        key = item.reason.split(":", 1)[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    listed = "; ".join(f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    console.print(f"Skipped {len(found.skipped)} definition{'s' if len(found.skipped) != 1 else ''} ({listed}); "
+                  "--verbose lists them.", highlight=False, soft_wrap=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gradlint")
 def main() -> None:
@@ -47,7 +84,7 @@ def main() -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="Output format.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the report to FILE instead of stdout.")
 @click.option("--select", multiple=True, help="Rules to enable: codes, prefixes, names or ALL (comma-separated).")
-@click.option("--ignore", multiple=True, help="Rules to disable.")
+@click.option("--ignore", "--extend-ignore", "ignore", multiple=True, help="Rules to disable, on top of the configuration's ignore.")
 @click.option("--extend-select", multiple=True, help="Rules to enable on top of the selection.")
 @click.option("--fail-on", type=click.Choice([s.value for s in Severity]), help="Lowest severity that fails the run (default: warning).")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings are reported (errors still exit 2).")
@@ -66,13 +103,17 @@ def main() -> None:
 @click.option("--isolate", is_flag=True, help="Check each target in its own process, so a hang, crash or memory blow-up costs only that target.")
 @click.option("--isolate-timeout", type=float, default=300.0, show_default=True, help="Seconds each isolated target may take.")
 @click.option("--isolate-memory", help='Address-space limit per isolated target, e.g. "4G" (default: none).')
+@click.option("--exclude", "exclude", multiple=True, help="Glob patterns of files and folders that path targets skip (added to the configured exclude).")
+@click.option("--affected", is_flag=True, help="The path targets are changed files: also check the targets in files that import them (the pre-commit hook).")
 def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[str, ...], ignore: tuple[str, ...],
           extend_select: tuple[str, ...], fail_on: str | None, exit_zero: bool, input_specs: tuple[str, ...],
           no_probe: bool, probe_batch: int | None, probe_timeout: float | None, probe_max_params: int | None,
           device: str | None, rule_dir: tuple[str, ...], config_path: str | None, statistics: bool, verbose: bool,
           baseline_path: str | None = None, write_baseline: str | None = None, isolate: bool = False,
-          isolate_timeout: float | None = 300.0, isolate_memory: str | None = None) -> None:
-    """Check TARGETS (FILE.py:NAME, package.module:NAME, NAME(args...)); default: [tool.gradlint] targets."""
+          isolate_timeout: float | None = 300.0, isolate_memory: str | None = None, exclude: tuple[str, ...] = (),
+          affected: bool = False) -> None:
+    """Check TARGETS: FILE.py:NAME, package.module:NAME, NAME(args...), or files and folders, whose nn.Module
+    classes and factories are discovered; default: the [tool.gradlint] targets."""
     from gradlint.inputs import InputSpec
     from gradlint.pipeline import check_target
     from gradlint.registry import all_rules, select_rules
@@ -80,14 +121,18 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
     from gradlint import isolate as isolation
     from gradlint.report import exit_code
 
+    from gradlint import discover, settings
+
     config = _config(config_path)
-    names = list(targets) or config.targets
-    if not names:
-        raise UsageError("No targets given and none configured. Pass FILE.py:NAME, or set `targets` in [tool.gradlint] of pyproject.toml.")
+    found = _expand(targets, config, affected, exclude)
+    names = found.targets
+    if not names and not found.broken and not found.skipped:
+        raise UsageError("No targets given and none configured. Pass FILE.py:NAME or a path (`gradlint check .`), or set `targets` in [tool.gradlint] of pyproject.toml.")
+    baseline_path = baseline_path or (config.baseline if not write_baseline else None)  # `baseline = "..."` in the config
     try:
         rules = all_rules([*config.rule_dirs, *rule_dir])
-        chosen = select_rules(rules, _split(select) or config.select, _split(ignore) or config.ignore,
-                              [*config.extend_select, *_split(extend_select)])
+        settings.check_rule_names(config, rules)
+        chosen = select_rules(rules, *settings.merge_selection(config, _split(select), _split(ignore), _split(extend_select), []))
         for spec in input_specs:  # a bad --input is a usage error before any target runs
             InputSpec.parse(spec)
         known = baseline.load(baseline_path) if baseline_path else None
@@ -113,22 +158,33 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
         if report.error is not None and verbose and report.traceback:
             err.print(report.traceback, markup=False, highlight=False)
         reports.append(report)
+    reports = discover.settle(reports, found) + _broken(found)
+    root = config.path.parent if config.path else Path.cwd()  # baselines name files relative to the project
     if write_baseline:
         try:
-            written = baseline.write(write_baseline, reports)
+            written = baseline.write(write_baseline, reports, root)
         except OSError as exc:
             raise UsageError(f"Cannot write the baseline to {write_baseline}: {exc.strerror}.") from None
         err.print(f"Wrote {written} finding{'s' if written != 1 else ''} to baseline {write_baseline}.")
         known = baseline.load(write_baseline)
     if known is not None:
-        dropped = baseline.apply(reports, known)
+        dropped = baseline.apply(reports, known, root)
         err.print(f"{dropped} finding{'s' if dropped != 1 else ''} baselined ({write_baseline or baseline_path}); reporting only new ones.")
     threshold = Severity(fail_on) if fail_on else config.fail_on
     _emit(reports, fmt, output, chosen, threshold)
     if statistics:
         _statistics(reports, err)
+    _skipped(found, err, verbose)
     code = exit_code(reports, threshold)
     sys.exit(0 if exit_zero and code == 1 else code)
+
+
+def _broken(found: Any) -> list[Any]:
+    """A discovered file that cannot be parsed is a target error (exit 2), as importing it would be."""
+    from gradlint.pipeline import TargetReport
+    from gradlint.types import ErrorKind
+
+    return [TargetReport(f"{file}:*", error=GradlintError(ErrorKind.LOAD, why)) for file, why in found.broken]
 
 
 def _emit(reports: list[Any], fmt: str, output: str | None, rules: list[Any], fail_on: Severity = Severity.WARNING) -> None:
@@ -175,17 +231,22 @@ def html_report(targets: tuple[str, ...], output: str, select: tuple[str, ...], 
     from gradlint.registry import all_rules, select_rules
     from gradlint.report import html
 
+    from gradlint import discover, settings
+
     config = _config(config_path)
-    names = list(targets) or config.targets
+    found = _expand(targets, config)
+    names = found.targets
     if not names:
-        raise UsageError("No targets given and none configured. Pass FILE.py:NAME, or set `targets` in [tool.gradlint] of pyproject.toml.")
+        raise UsageError("No targets given and none configured. Pass FILE.py:NAME or a path, or set `targets` in [tool.gradlint] of pyproject.toml.")
     try:
-        chosen = select_rules(all_rules(config.rule_dirs), _split(select) or config.select,
-                              _split(ignore) or config.ignore, config.extend_select)
+        rules = all_rules(config.rule_dirs)
+        settings.check_rule_names(config, rules)
+        chosen = select_rules(rules, *settings.merge_selection(config, _split(select), _split(ignore), [], []))
         reports = [check_target(name, config.check_options(name, chosen, inputs=list(input_specs), no_probe=no_probe))
                    for name in names]
     except GradlintError as exc:
         raise UsageError(exc.message) from None
+    reports = discover.settle(reports, found)
     Path(output).write_text(html.render(reports), encoding="utf-8")
     failed = [r for r in reports if not r.ok]
     for r in failed:

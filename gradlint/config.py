@@ -17,6 +17,7 @@ else:  # pragma: no cover
 _KNOWN = {
     "targets", "inputs", "select", "ignore", "extend-select", "fail-on", "thresholds", "probe", "probe-batch",
     "probe-timeout", "probe-max-params", "rule-dirs", "per-module-ignores", "format",
+    "exclude", "baseline", "extend-ignore", "output-format",
 }
 
 
@@ -36,7 +37,10 @@ class Config:
     rule_dirs: list[str] = field(default_factory=list)
     per_module_ignores: dict[str, list[str]] = field(default_factory=dict)
     path: Path | None = None
-
+    exclude: list[str] = field(default_factory=list)  # globs, relative to the configuration's folder
+    baseline: str | None = None  # absolute, resolved against the configuration's folder
+    extend_ignore: list[str] = field(default_factory=list)
+    output_format: str | None = None
 
     def check_options(self, target: str, rules: list[Any], *, inputs: list[str] | None = None, no_probe: bool = False,
                       probe_batch: int | None = None, probe_timeout: float | None = None,
@@ -78,16 +82,19 @@ def load_config(path: Path | None = None) -> Config:
         return Config(path=None)
     unknown = set(section) - _KNOWN
     if unknown:
-        raise GradlintError(ErrorKind.LOAD, f"{path}: unknown [tool.gradlint] key(s): {', '.join(sorted(unknown))}. Known: {', '.join(sorted(_KNOWN))}.")
+        from gradlint.settings import unknown as unknown_error
+
+        raise unknown_error(path, "[tool.gradlint] key", sorted(unknown)[0], _KNOWN)
     base = path.parent
+    from gradlint.settings import relocate_path, relocate_target
     try:
         fail_on = Severity(section.get("fail-on", "warning"))
     except ValueError:
         raise GradlintError(ErrorKind.LOAD, f"{path}: fail-on must be one of error, warning, info.") from None
     inputs = section.get("inputs", {})
     return Config(
-        targets=list(section.get("targets", [])),
-        inputs={k: ([v] if isinstance(v, str) else list(v)) for k, v in inputs.items()},
+        targets=[relocate_target(t, base) for t in section.get("targets", [])],
+        inputs={relocate_target(k, base): ([v] if isinstance(v, str) else list(v)) for k, v in inputs.items()},
         select=list(section["select"]) if "select" in section else None,
         ignore=list(section.get("ignore", [])),
         extend_select=list(section.get("extend-select", [])),
@@ -100,4 +107,8 @@ def load_config(path: Path | None = None) -> Config:
         rule_dirs=[str((base / d).resolve()) for d in section.get("rule-dirs", [])],
         per_module_ignores={k: list(v) for k, v in section.get("per-module-ignores", {}).items()},
         path=path,
+        exclude=list(section.get("exclude", [])),
+        baseline=relocate_path(section["baseline"], base) if "baseline" in section else None,
+        extend_ignore=list(section.get("extend-ignore", [])),
+        output_format=section.get("output-format", section.get("format")),
     )

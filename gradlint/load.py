@@ -77,11 +77,12 @@ def _import_file(spec: TargetSpec) -> ModuleType:
     name = os.path.splitext(os.path.basename(path))[0]
     if folder not in sys.path:
         sys.path.insert(0, folder)  # sibling imports work, as when running the file
-    existing = sys.modules.get(name)
+    package = _package_module(path)  # inside a package: imported as one, so relative imports work
+    existing = sys.modules.get(package[0] if package else name)
     if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == path:
         return existing
     try:
-        module = import_file(name, path)
+        module = importlib.import_module(package[0]) if package else import_file(name, path)
     except SyntaxError as exc:
         where = f"{display_path(exc.filename or path)}:{exc.lineno}"
         raise GradlintError(
@@ -97,6 +98,26 @@ def _import_file(spec: TargetSpec) -> ModuleType:
             "file as Python does (its folder on sys.path); fix the import or install what it needs.",
         ) from exc
     return module
+
+
+def _package_module(path: str) -> tuple[str, str] | None:
+    """(dotted name, package root) for a file inside a package (folders with `__init__.py`), with the root
+    put on sys.path as pytest does; None for a plain file or when the package name is already taken by
+    another module (then the file is imported on its own, as before)."""
+    from pathlib import Path
+
+    from gradlint.pysource import module_name, package_root
+
+    root = str(package_root(Path(path)))
+    if root == os.path.dirname(path):
+        return None
+    dotted = module_name(Path(path))
+    top = sys.modules.get(dotted.split(".")[0])
+    if top is not None and not os.path.abspath(getattr(top, "__file__", "") or "").startswith(root + os.sep):
+        return None
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return dotted, root
 
 
 def _import_dotted(spec: TargetSpec) -> ModuleType:

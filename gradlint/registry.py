@@ -106,7 +106,10 @@ def select_rules(rules: list[type[Rule]], select: Iterable[str] | None, ignore: 
     chosen = []
     for selector in [*select, *ignore, *extend_select]:
         if not any(matches(r, selector) for r in rules):
-            raise GradlintError(ErrorKind.LOAD, f"Unknown rule selector {selector!r}: use a code (GL101), a prefix (GL1), a name (saturating-chain) or ALL. `gradlint rules` lists them.")
+            from gradlint.settings import nearest
+
+            hint = nearest(selector, [r.code for r in rules] + [r.name for r in rules])
+            raise GradlintError(ErrorKind.LOAD, f"Unknown rule selector {selector!r}:{hint} Use a code (GL101), a prefix (GL1), a name (saturating-chain) or ALL. `gradlint rules` lists them.")
     for rule in rules:
         best_select = max((_specificity(s, rule) for s in [*select, *extend_select] if matches(rule, s)), default=-1)
         best_ignore = max((_specificity(s, rule) for s in ignore if matches(rule, s)), default=-1)

@@ -41,7 +41,9 @@ def test_write_baseline_records_rule_and_module_without_lines(tmp_path: Path) ->
     assert code == 0
     assert "Wrote 1 finding to baseline" in err
     document = json.loads(file.read_text())
+    magnitude = document.pop("magnitudes")[SIGMOID]["GL101"]["net.1"]
     assert document == {"gradlint_baseline": 1, "targets": {SIGMOID: {"GL101": {"net.1": 1}}}}
+    assert magnitude > 5  # decades the chain loses, from the finding's evidence
 
 
 def test_baseline_hides_known_findings_and_reports_new_ones(tmp_path: Path) -> None:

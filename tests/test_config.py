@@ -89,9 +89,10 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_load_config(project: Path) -> None:
-    config = load_config(project / "pyproject.toml")
-    assert config.targets == ["cfg_model.py:Small", "cfg_model.py:Recurrent"]
-    assert config.inputs == {"cfg_model.py:Recurrent": ["float32[4,5,3]"]}
+    config = load_config(project / "pyproject.toml")  # read from elsewhere: targets are relative to the file
+    model = str((project / "cfg_model.py").resolve())
+    assert config.targets == [f"{model}:Small", f"{model}:Recurrent"]
+    assert config.inputs == {f"{model}:Recurrent": ["float32[4,5,3]"]}
     assert config.select == ["GL950"] and config.ignore == ["GL1"] and config.extend_select == []
     assert config.fail_on is Severity.ERROR
     assert config.probe is False
