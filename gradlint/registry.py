@@ -75,6 +75,17 @@ def _entry_point_rules() -> list[type[Rule]]:
     return found
 
 
+_SEEN: dict[str, type[Rule]] = {}  # every rule any all_rules() call of this process loaded
+
+
+def known_keys() -> frozenset[str]:
+    """Codes and names of every rule loaded so far (built-in, plugins, the run's rule directories), so a
+    suppression can be told apart from a misspelt one even when its rule is not selected."""
+    if not _SEEN:
+        all_rules()
+    return frozenset({r.code for r in _SEEN.values()} | {r.name for r in _SEEN.values()})
+
+
 def all_rules(extra_dirs: Iterable[str] = ()) -> list[type[Rule]]:
     rules: dict[str, type[Rule]] = {}
     sources = [load_rule_dir(str(builtin_rules_dir()))] + [load_rule_dir(d) for d in extra_dirs]
@@ -83,6 +94,7 @@ def all_rules(extra_dirs: Iterable[str] = ()) -> list[type[Rule]]:
             if rule.code in rules and rules[rule.code] is not rule:
                 raise GradlintError(ErrorKind.LOAD, f"Two rules claim code {rule.code}: {rules[rule.code].__module__} and {rule.__module__}.")
             rules[rule.code] = rule
+    _SEEN.update(rules)
     return sorted(rules.values(), key=lambda r: r.code)
 
 

@@ -6,7 +6,9 @@ import inspect
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
+from gradlint.registry import known_keys
 from gradlint.rule import Rule, RuleContext
+from gradlint.settings import nearest
 from gradlint.sources import display_path, is_user_file
 from gradlint.suppress import Suppression, Suppressor
 from gradlint.types import Finding, Risk, Severity, SourceLocation
@@ -32,7 +34,7 @@ class Net(nn.Module):  # gradlint: ignore
     references = ("ruff RUF100 unused-noqa",)
     probe_criterion = "Not probed: whether a comment silenced a finding is known without running the model."
     VALID = ("fixtures/suppress/comments.py:ClassIgnoreCodes", "fixtures/suppress/comments.py:CreationLine")
-    INVALID = ("fixtures/suppress/comments.py:HealthyWithStaleComment",)
+    INVALID = ("fixtures/suppress/comments.py:HealthyWithStaleComment", "fixtures/suppress/comments.py:MisspeltCode")
 
     def check(self, ctx: RuleContext) -> Iterable[Finding]:
         return ()  # everything happens once suppression has run, in `check_suppressions`
@@ -41,10 +43,25 @@ class Net(nn.Module):  # gradlint: ignore
         """Called by the pipeline after suppression, with the suppressor's used/unused state."""
         owners = _owners(ctx)
         keys = {r.code for r in enabled} | {r.name for r in enabled}
+        existing = set(known_keys()) | keys
         for path in sorted({loc.path for loc in owners}):
             for entry in suppressor.scan_file(path):
                 module = owners.get(entry.location)
-                if entry.used or module is None:
+                if module is None:
+                    continue
+                missing = sorted(c for c in entry.codes or () if c.upper() not in existing and c.lower() not in existing)
+                if missing:  # a misspelt code silences nothing, however the rest of the comment fares
+                    hints = "".join(nearest(c, existing) for c in missing)
+                    yield Finding(
+                        rule=self.code, name=self.name, severity=self.severity, risk=self.risk,
+                        message=f"This `# gradlint: ignore` comment names {', '.join(missing)}, which "
+                                f"{'is not a rule' if len(missing) == 1 else 'are not rules'}: it silences nothing "
+                                f"for {'it' if len(missing) == 1 else 'them'}.{hints}",
+                        module=module, path=entry.location.path, line=entry.location.line,
+                        fix="Use a code or name that `gradlint rules` lists, or delete the comment.",
+                        evidence={"codes": sorted(entry.codes or ()), "unknown": missing},
+                    )
+                if entry.used:
                     continue
                 judged = _judged_codes(entry, keys)
                 if judged is None:
@@ -65,7 +82,7 @@ def _judged_codes(entry: Suppression, keys: set[str]) -> list[str] | None:
     """The comment's codes this run can judge (all rules for a bare comment, []); None if none."""
     if entry.codes is None:
         return []
-    judged = sorted(c for c in entry.codes if c.upper() in keys or c.lower() in keys)
+    judged = sorted(c for c in entry.codes if c.upper() in keys or c.lower() in keys)  # unknown ones: reported above
     return judged or None
 
 

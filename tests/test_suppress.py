@@ -101,3 +101,12 @@ def test_docstring_that_shows_the_syntax_is_not_a_suppression(tmp_path: pytest.T
     path.write_text('"""Write `# gradlint: ignore` on the class line."""\nx = 1  # gradlint: ignore[GL101]\n')
     found = Suppressor(nn.Linear(2, 2), None).scan_file(str(path))
     assert [(s.location.line, s.codes) for s in found] == [(2, frozenset({"GL101"}))]
+
+
+def test_suppression_of_a_code_that_does_not_exist_is_reported() -> None:
+    report = _check("MisspeltCode")
+    assert report.suppressed == 1  # GL101 still silenced
+    (finding,) = report.findings
+    assert finding.rule == "GL003" and finding.evidence["unknown"] == ["GL1O2"]
+    assert "Did you mean `GL102`?" in finding.message
+    assert finding.line == _line("class MisspeltCode")
