@@ -47,8 +47,10 @@ def stable_target(target: str, root: str | Path | None) -> str:
     location, colon, name = head.rpartition(":")
     if not colon or not location.endswith(".py"):
         return target
-    rel = os.path.relpath(os.path.abspath(location), os.path.abspath(root)).replace(os.sep, "/")
-    return f"{rel}:{name}{paren}{rest}"
+    rel = os.path.relpath(os.path.abspath(location), os.path.abspath(root))
+    if rel.startswith(".."):  # outside the project: its absolute path is as stable as it gets
+        rel = os.path.abspath(location)
+    return f"{rel.replace(os.sep, '/')}:{name}{paren}{rest}"
 
 
 def _key(finding: Finding) -> Key:

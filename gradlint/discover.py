@@ -322,6 +322,10 @@ def expand(raw_targets: Sequence[str], configured: Sequence[str], exclude: Seque
             path = Path(raw.strip())
             if not path.exists():
                 raise FileNotFoundError(raw)
+            if path.is_file() and path.suffix != ".py":
+                if path.name == "pyproject.toml" and path.resolve().parent == base.resolve():
+                    paths.append(base)  # the configuration changed (pre-commit passes it): everything is affected
+                continue  # other non-Python files (pre-commit's `types_or`) define no model
             paths.append(path)
         else:
             result.targets.append(raw)

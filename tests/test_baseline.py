@@ -86,3 +86,23 @@ def test_extra_findings_beyond_the_baselined_count_are_kept() -> None:
     known = baseline.load_document(baseline.build([TargetReport("t", findings=[_finding("a")])]))
     assert baseline.apply([report], known) == 1
     assert [f.module for f in report.findings] == ["a", "b"]
+
+
+def test_baselined_finding_is_reported_again_when_materially_worse(tmp_path: Path) -> None:
+    """24 -> 60 saturating layers must not stay baselined: a finding `WORSE_BY` decades beyond its recorded
+    magnitude is reported again; a small drift (one more layer) stays baselined."""
+    model = tmp_path / "model.py"
+    model.write_text(dedent(MODEL).replace("range(12)", "range(DEPTH)").replace("from torch import nn", "from torch import nn\nDEPTH = 12"))
+    target, file = f"{model}:Net", tmp_path / "baseline.json"
+    assert _run(target, "--write-baseline", str(file))[0] == 0
+    recorded = json.loads(file.read_text())["magnitudes"][target]["GL101"]["net.1"]
+    model.write_text(model.read_text().replace("DEPTH = 12", "DEPTH = 13"))
+    code, _, err = _run(target, "--baseline", str(file))
+    assert code == 0 and "1 finding baselined" in err
+    model.write_text(model.read_text().replace("DEPTH = 13", "DEPTH = 30"))
+    code, out, err = _run(target, "--baseline", str(file), "--format", "json")
+    assert code == 1, err
+    (finding,) = json.loads(out)["targets"][0]["findings"]
+    assert finding["evidence"]["baseline_magnitude"] == recorded
+    assert abs(finding["evidence"]["estimated_decades"]) >= recorded + baseline.WORSE_BY
+    assert "reported again" in finding["message"]
