@@ -16,7 +16,7 @@ from gradlint import __version__
 from gradlint.config import Config, load_config
 from gradlint.types import GradlintError, Severity
 
-FORMATS = ("text", "json", "sarif", "github", "junit")
+FORMATS = ("text", "concise", "json", "sarif", "github", "junit")
 
 
 class UsageError(click.ClickException):
@@ -81,7 +81,7 @@ def main() -> None:
 
 @main.command()
 @click.argument("targets", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="Output format.")
+@click.option("--output-format", "--format", "fmt", type=click.Choice(FORMATS), help="Output format (default: text, or `output-format` in the configuration).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the report to FILE instead of stdout.")
 @click.option("--select", multiple=True, help="Rules to enable: codes, prefixes, names or ALL (comma-separated).")
 @click.option("--ignore", "--extend-ignore", "ignore", multiple=True, help="Rules to disable, on top of the configuration's ignore.")
@@ -105,13 +105,15 @@ def main() -> None:
 @click.option("--isolate-memory", help='Address-space limit per isolated target, e.g. "4G" (default: none).')
 @click.option("--exclude", "exclude", multiple=True, help="Glob patterns of files and folders that path targets skip (added to the configured exclude).")
 @click.option("--affected", is_flag=True, help="The path targets are changed files: also check the targets in files that import them (the pre-commit hook).")
+@click.option("-q", "--quiet", is_flag=True, help="Print the findings and nothing else (no chart, summary or progress).")
+@click.option("--color", type=click.Choice(("auto", "always", "never")), default="auto", show_default=True, help="Colour the text output.")
 def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[str, ...], ignore: tuple[str, ...],
           extend_select: tuple[str, ...], fail_on: str | None, exit_zero: bool, input_specs: tuple[str, ...],
           no_probe: bool, probe_batch: int | None, probe_timeout: float | None, probe_max_params: int | None,
           device: str | None, rule_dir: tuple[str, ...], config_path: str | None, statistics: bool, verbose: bool,
           baseline_path: str | None = None, write_baseline: str | None = None, isolate: bool = False,
           isolate_timeout: float | None = 300.0, isolate_memory: str | None = None, exclude: tuple[str, ...] = (),
-          affected: bool = False) -> None:
+          affected: bool = False, quiet: bool = False, color: str = "auto") -> None:
     """Check TARGETS: FILE.py:NAME, package.module:NAME, NAME(args...), or files and folders, whose nn.Module
     classes and factories are discovered; default: the [tool.gradlint] targets."""
     from gradlint.inputs import InputSpec
@@ -128,6 +130,7 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
     names = found.targets
     if not names and not found.broken and not found.skipped:
         raise UsageError("No targets given and none configured. Pass FILE.py:NAME or a path (`gradlint check .`), or set `targets` in [tool.gradlint] of pyproject.toml.")
+    fmt = fmt or _configured_format(config)
     baseline_path = baseline_path or (config.baseline if not write_baseline else None)  # `baseline = "..."` in the config
     try:
         rules = all_rules([*config.rule_dirs, *rule_dir])
@@ -140,7 +143,7 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
     except GradlintError as exc:
         raise UsageError(exc.message) from None
     forwarded = isolation.child_arguments(click.get_current_context().params)
-    err = Console(stderr=True)
+    err = Console(stderr=True, quiet=quiet, soft_wrap=True)
     reports = []
     progress = err.is_terminal and len(names) > 1
     for index, name in enumerate(names, start=1):
@@ -171,9 +174,10 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
         dropped = baseline.apply(reports, known, root)
         err.print(f"{dropped} finding{'s' if dropped != 1 else ''} baselined ({write_baseline or baseline_path}); reporting only new ones.")
     threshold = Severity(fail_on) if fail_on else config.fail_on
-    _emit(reports, fmt, output, chosen, threshold)
-    if statistics:
-        _statistics(reports, err)
+    if statistics:  # ruff: the counts replace the findings
+        _statistics(reports, fmt, output)
+    else:
+        _emit(reports, fmt, output, chosen, threshold, quiet=quiet, color=color)
     _skipped(found, err, verbose)
     code = exit_code(reports, threshold)
     sys.exit(0 if exit_zero and code == 1 else code)
@@ -187,8 +191,28 @@ def _broken(found: Any) -> list[Any]:
     return [TargetReport(f"{file}:*", error=GradlintError(ErrorKind.LOAD, why)) for file, why in found.broken]
 
 
-def _emit(reports: list[Any], fmt: str, output: str | None, rules: list[Any], fail_on: Severity = Severity.WARNING) -> None:
-    from gradlint.report import github, json_format, junit, sarif, text
+def _configured_format(config: Config) -> str:
+    value = config.output_format or "text"
+    if value not in FORMATS:
+        from gradlint.settings import unknown
+
+        raise UsageError(unknown(config.path, "output-format", value, FORMATS).message)
+    return value
+
+
+def console_for(stream: Any = None, color: str = "auto", quiet: bool = False) -> Console:
+    """A rich console that hard-wraps only on a terminal (ruff's behaviour): piped output, CI logs and
+    report files keep one line per line, however long, so `grep` and annotations see whole messages."""
+    probe = Console(file=stream) if stream is not None else Console()
+    terminal = probe.is_terminal and stream is None
+    return Console(file=stream, soft_wrap=not terminal, force_terminal=True if color == "always" else None,
+                   no_color=color == "never" or (color == "auto" and not terminal), quiet=quiet,
+                   width=None if terminal else 10_000, highlight=False)
+
+
+def _emit(reports: list[Any], fmt: str, output: str | None, rules: list[Any], fail_on: Severity = Severity.WARNING,
+          quiet: bool = False, color: str = "auto") -> None:
+    from gradlint.report import concise, github, json_format, junit, sarif, text
 
     try:
         stream = open(output, "w", encoding="utf-8") if output else None
@@ -196,10 +220,10 @@ def _emit(reports: list[Any], fmt: str, output: str | None, rules: list[Any], fa
         raise UsageError(f"Cannot write the report to {output}: {exc.strerror}.") from None
     try:
         if fmt == "text":
-            console = Console(file=stream, no_color=stream is not None, width=120 if stream else None) if stream else Console()
-            text.render(reports, console)
+            text.render(reports, console_for(stream, color), show_profile=not quiet, quiet=quiet)
         else:
             body = {"json": lambda: json_format.render(reports), "github": lambda: github.render(reports),
+                    "concise": lambda: concise.render(reports, quiet),
                     "sarif": lambda: sarif.render(reports, rules), "junit": lambda: junit.render(reports, fail_on)}[fmt]()
             print(body, file=stream or sys.stdout)
     finally:
@@ -207,13 +231,20 @@ def _emit(reports: list[Any], fmt: str, output: str | None, rules: list[Any], fa
             stream.close()
 
 
-def _statistics(reports: list[Any], console: Console) -> None:
-    counts: dict[tuple[str, str], int] = {}
-    for r in reports:
-        for f in r.findings:
-            counts[(f.rule, f.name)] = counts.get((f.rule, f.name), 0) + 1
-    for (code, name), n in sorted(counts.items()):
-        console.print(f"{n:5d}  {code}  {name}", highlight=False)
+def _statistics(reports: list[Any], fmt: str, output: str | None) -> None:
+    """ruff's `--statistics`: per rule, its count (most frequent first), as text or, with json, a list."""
+    import json
+
+    from gradlint.report import concise
+
+    body = json.dumps(concise.statistics(reports), indent=2) if fmt == "json" else concise.statistics_text(reports)
+    try:
+        if output:
+            Path(output).write_text(body + "\n", encoding="utf-8")
+        elif body:
+            print(body)
+    except OSError as exc:
+        raise UsageError(f"Cannot write the statistics to {output}: {exc.strerror}.") from None
 
 
 @main.command("report")
@@ -257,8 +288,8 @@ def html_report(targets: tuple[str, ...], output: str, select: tuple[str, ...], 
 
 @main.command("rules")
 @click.option("--rule-dir", multiple=True, type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(("table", "markdown")), default="table", show_default=True,
-              help="A terminal table, or a markdown index table.")
+@click.option("--output-format", "--format", "fmt", type=click.Choice(("table", "text", "markdown", "json")), default="table",
+              show_default=True, help="A table (`text` is the same), a markdown index table, or JSON.")
 @click.option("--full", is_flag=True, help="With --format markdown: every rule's full documentation after the index.")
 def list_rules(rule_dir: tuple[str, ...], fmt: str, full: bool) -> None:
     """List every rule with its code, name, severity and risk."""
@@ -276,13 +307,24 @@ def list_rules(rule_dir: tuple[str, ...], fmt: str, full: bool) -> None:
     if fmt == "markdown":
         click.echo(docs.full_document(rules) if full else docs.index_table(rules), nl=False)
         return
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps([{"code": r.code, "name": r.name, "severity": r.severity.value, "escalation": r.escalation or None,
+                                "risk": r.risk.value, "summary": r.summary, "options": r.options} for r in rules], indent=2))
+        return
     table = Table("code", "name", "severity", "risk", "summary", box=None)
     for r in rules:
-        table.add_row(r.code, r.name, r.severity.value, r.risk.value, r.summary)
-    Console().print(table)
+        table.add_row(r.code, r.name, r.severity.value + (" (escalates)" if r.escalation else ""), r.risk.value, r.summary)
+    console = console_for()
+    console.print(table)
+    escalating = [r for r in rules if r.escalation]
+    if escalating:
+        console.print("\nSeverities are defaults. " + "; ".join(f"{r.code}: {r.escalation}" for r in escalating)
+                      + f"; {docs.PROBE_DOWNGRADE}.", soft_wrap=console.soft_wrap)
 
 
-@main.command()
+@main.command("explain")
 @click.argument("rule")
 @click.option("--plot", "plot_to", is_flag=False, flag_value="-", metavar="[FILE.png]",
               help="Draw the rule's activations and their derivatives in the terminal, or into FILE.png (needs matplotlib). "
@@ -317,6 +359,9 @@ def explain(rule: str, plot_to: str | None) -> None:
             Console(stderr=True).print(f"Wrote {plot_to}.", highlight=False)
     except GradlintError as exc:
         raise UsageError(exc.message) from None
+
+
+main.add_command(explain, "rule")  # ruff's name: `gradlint rule GL101`
 
 
 def run() -> None:

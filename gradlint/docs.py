@@ -31,12 +31,21 @@ def rule_markdown(rule: type[Rule], level: int = 1) -> str:
     plot = (f"*Activations:* {', '.join(acts)}; `gradlint explain {rule.code} --plot` draws φ and φ'.\n\n"
             if acts else "")
     return (
-        f"{h1} {rule.code} {rule.name}\n\n{rule.summary}\n\n*Severity:* {rule.severity.value} · *risk:* {rule.risk.value}\n\n"
+        f"{h1} {rule.code} {rule.name}\n\n{rule.summary}\n\n*Severity:* {severity_text(rule)} · *risk:* {rule.risk.value}\n\n"
         f"{h2} Why is this bad?\n{rule.why}\n\n{plot}{h2} Example\n```python\n{rule.example.strip()}\n```\n\n"
         f"{h2} Fix\n{rule.fix}\n\n{h2} Probe criterion\n{rule.probe_criterion}\n\n"
         + (f"{h2} Options\n{options}\n\n" if options else "")
         + (f"{h2} References\n{refs}\n" if refs else "")
     )
+
+
+PROBE_DOWNGRADE = "a finding the probe does not confirm at initialisation is downgraded to info"
+
+
+def severity_text(rule: type[Rule]) -> str:
+    """The default severity and, where the rule escalates, when: `warning (error when ...)`."""
+    escalation = getattr(rule, "escalation", "")
+    return f"{rule.severity.value} ({escalation})" if escalation else rule.severity.value
 
 
 def _cell(text: str) -> str:
@@ -53,8 +62,8 @@ def index_table(rules: Sequence[type[Rule]], links: bool = False) -> str:
     rows = ["| code | name | risk | severity | summary |", "| --- | --- | --- | --- | --- |"]
     for r in rules:
         code = f"[{r.code}]({_anchor(r)})" if links else r.code
-        rows.append(f"| {code} | {r.name} | {r.risk.value} | {r.severity.value} | {_cell(r.summary)} |")
-    return "\n".join(rows) + "\n"
+        rows.append(f"| {code} | {r.name} | {r.risk.value} | {_cell(severity_text(r))} | {_cell(r.summary)} |")
+    return "\n".join(rows) + f"\nSeverities are defaults; {PROBE_DOWNGRADE}.\n"
 
 
 def full_document(rules: Sequence[type[Rule]]) -> str:

@@ -62,6 +62,9 @@ class Rule:
     references: ClassVar[tuple[str, ...]] = ()
     probe_criterion: ClassVar[str] = ""
     options: ClassVar[dict[str, Any]] = {}  # thresholds, overridable in [tool.gradlint.thresholds]
+    # When a finding's severity differs from `severity` (a larger effect escalates it), in words: shown
+    # wherever severities are listed (`gradlint rules`, `explain`, docs/rules.md).
+    escalation: ClassVar[str] = ""
     # Fixture targets ("fixtures/cases/failures.py:HeInitSigmoid"): tests assert INVALID ones trigger
     # this rule and VALID ones do not.
     VALID: ClassVar[tuple[str, ...]] = ()

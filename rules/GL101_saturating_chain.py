@@ -22,6 +22,7 @@ class SaturatingChain(Rule):
     code = "GL101"
     name = "saturating-chain"
     severity = Severity.WARNING
+    escalation = "error when the gradient reaching the chain's first layer is below 10^-3 of the output gradient"
     risk = Risk.VANISHING
     summary = "A run of saturating activations (sigmoid, tanh, hardtanh...) with no normalization or skip between them."
     why = (

@@ -65,8 +65,16 @@ def profile_chart(report: TargetReport, width: int = 40, limit: int = 24) -> Tex
     return text
 
 
-def render(targets: list[TargetReport], console: Console, show_profile: bool = True) -> None:
+def render(targets: list[TargetReport], console: Console, show_profile: bool = True, quiet: bool = False) -> None:
+    """Each target's findings, the worst target's profile chart and a summary line; with `quiet`, the
+    findings and target errors only (ruff's -q)."""
     for t in targets:
+        if quiet:
+            if t.error is not None:
+                console.print(Text(f"{t.target}: ") + Text(f"error ({t.error.kind.value}): ", style="bold red") + Text(t.error.message))
+            for f in t.findings:
+                console.print(_finding(f))
+            continue
         console.print(Text(t.target, style="bold underline"))
         if t.error is not None:
             console.print(Text(f"  error ({t.error.kind.value}): ", style="bold red") + Text(t.error.message))
@@ -89,6 +97,8 @@ def render(targets: list[TargetReport], console: Console, show_profile: bool = T
             console.print(Group(_finding(f)))
         if not t.findings:
             console.print(Text("  no findings", style="green"))
+    if quiet:
+        return
     worst = _worst(targets)
     if show_profile and worst is not None:
         console.print(Text(f"\n{worst.target}", style="bold"))
