@@ -278,7 +278,7 @@ def html_report(targets: tuple[str, ...], output: str, select: tuple[str, ...], 
     except GradlintError as exc:
         raise UsageError(exc.message) from None
     reports = discover.settle(reports, found)
-    Path(output).write_text(html.render(reports), encoding="utf-8")
+    Path(output).write_text(html.render(reports, chosen, config.thresholds), encoding="utf-8")
     failed = [r for r in reports if not r.ok]
     for r in failed:
         Console(stderr=True).print(Text("error", style="bold red") + Text(f" ({r.error.kind.value}) {r.target}: {r.error.message}"))

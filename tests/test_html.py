@@ -3,6 +3,7 @@ probe points, threshold bands, layer labels), the findings with their source lin
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -69,7 +70,9 @@ def test_probe_points_and_bands_and_labels(page: tuple) -> None:
     parsed, report, _ = page
     measured = [p for p in report.probe.profile if p.log10_grad_rms is not None]
     assert len(parsed.having("circle", "probe")) == len(measured) == 9
-    assert parsed.having("rect", "band vanishing") and parsed.having("rect", "band exploding")
+    # the vanishing band is shaded (a vanishing finding); the exploding one is only a dashed line (none)
+    assert parsed.having("rect", "band vanishing") and not parsed.having("rect", "band exploding")
+    assert parsed.having("line", "threshold vanishing") and parsed.having("line", "threshold exploding")
     assert parsed.texts["layer"] == [layer.module for layer in report.graph.weighted_layers]
 
 
@@ -108,3 +111,63 @@ def test_report_command_writes_the_file(tmp_path: Path) -> None:
     assert len(parsed.having("polyline", "estimate")) == 1
     assert parsed.having("circle", "probe") == []
     assert CliRunner().invoke(main, ["report", "fixtures/nope.py:Net", "-o", str(out)]).exit_code == 2
+
+
+HEALTHY = "fixtures/cases/healthy.py:ReLUHe"
+
+
+def _report(target: str, *, thresholds: dict | None = None) -> object:
+    root = Path(__file__).resolve().parent.parent
+    rules = select_rules(all_rules(), ["GL1", "GL2"])
+    report = check_target(f"{root}/{target}", CheckOptions(rules=rules, thresholds=thresholds or {}, probe=False))
+    assert report.ok, report.error and report.error.message
+    return report
+
+
+def test_thresholds_come_from_the_rules_and_the_configuration() -> None:
+    from gradlint.report.bands import bands
+
+    rules = all_rules()
+    default = bands(rules)
+    gl103 = next(r for r in rules if r.code == "GL103")
+    assert (default.vanish.rule, default.vanish.value) == ("GL103", gl103.options["min_log10"])
+    assert default.explode.rule == "GL201"
+    assert bands(rules, {"GL103": {"min_log10": -4.5}}).vanish.value == -4.5
+    text = html.render([_report(HEALTHY)], rules, {"GL103": {"min_log10": -4.5}})
+    assert "GL103 min_log10 = 10<tspan" in text and "\u22124.5" in text
+
+
+def test_healthy_model_is_never_drawn_in_a_danger_band() -> None:
+    healthy = _report(HEALTHY)
+    parsed = Collector()
+    parsed.feed(html.render([healthy]))
+    assert not [f for f in healthy.findings if f.severity.value != "info"]
+    assert not parsed.having("rect", "band vanishing") and not parsed.having("rect", "band exploding")
+    assert "1e" not in "".join(parsed.texts.get("tick", []))  # exponents are typeset, not 1e-3
+
+
+def test_several_targets_share_one_scale_with_a_summary_sorted_by_severity() -> None:
+    healthy, broken = _report(HEALTHY), _report(TARGET.replace("depth=8", "depth=16"))
+    text = html.render([healthy, broken])
+    parsed = Collector()
+    parsed.feed(text)
+    assert parsed.having("table", "summary")
+    links = [a["href"] for a in parsed.having("a")]
+    assert links == ["#target-0", "#target-1"]
+    sections = [s.get("id") for s in parsed.having("section", "target")]
+    assert sections == ["target-0", "target-1"]
+    assert text.index(broken.target.split("/")[-1]) < text.index(healthy.target.split("/")[-1])  # worst first
+    ticks = [re.findall(r'class="tick"[^>]*>10<tspan[^>]*>([^<]+)<', svg) for svg in text.split("<svg")[1:]]
+    assert len(ticks) == 2 and ticks[0] == ticks[1]  # one scale
+
+
+def test_markdown_and_powers_are_rendered() -> None:
+    broken = _report(TARGET)
+    text = html.render([broken])
+    assert "`" not in text.split("<body>")[1]  # no raw backticks in the page body
+    assert "10^" not in text and "<sup>" in text and "<code>nn.ReLU()</code>" in text
+
+
+def test_notebook_fragment_scopes_its_style() -> None:
+    text = html.fragment([_report(HEALTHY)])
+    assert text.startswith('<div class="gradlint-report">') and "body{" not in text and ".gradlint-report h1" in text

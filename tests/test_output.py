@@ -112,3 +112,20 @@ def test_rules_json_and_piped_table() -> None:
     for rule in rules:
         assert re.search(rf"{rule['code']}\s+{re.escape(rule['name'])}\s", table), rule["name"]
     assert "downgraded to info" in table
+
+
+def test_terminal_chart_shares_one_scale_and_agrees_with_the_verdict() -> None:
+    from gradlint.pipeline import CheckOptions, check_target
+    from gradlint.registry import all_rules, select_rules
+    from gradlint.report import text
+    from gradlint.report.bands import bands, scale
+
+    options = CheckOptions(rules=select_rules(all_rules(), ["GL1"]), probe=False)
+    healthy, broken = check_target(HEALTHY, options), check_target(SIGMOID, options)
+    lines = bands()
+    span = scale([healthy, broken], lines)
+    alone, shared = text.profile_chart(healthy, lines=lines), text.profile_chart(healthy, span=span, lines=lines)
+    longest = lambda chart: max(len(l.split(" ")[-1]) for l in chart.plain.splitlines()[1:])  # noqa: E731
+    assert longest(shared) < longest(alone)  # beside the broken MLP, the healthy model's bars are short
+    assert not any(span.style == "red" for span in shared.spans)  # no finding: never red
+    assert any(span.style == "red" for span in text.profile_chart(broken, span=span, lines=lines).spans)

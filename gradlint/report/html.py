@@ -4,14 +4,18 @@ scripts, fonts or links to fetch), to attach to a CI run or a pull request."""
 from __future__ import annotations
 
 import linecache
+import re
+from collections.abc import Sequence
 from html import escape
+from typing import Any
 
 import torch.nn.modules.activation as activations
 
 from gradlint import __version__
 from gradlint.pipeline import TargetReport
-from gradlint.report.svg import profile_svg
-from gradlint.types import Finding
+from gradlint.report.bands import Bands, bands, scale
+from gradlint.report.svg import MINUS, profile_svg
+from gradlint.types import Finding, Severity
 
 # Activation module classes as torch defines them (MultiheadAttention lives in the same module).
 ACTIVATIONS = frozenset(activations.__all__) - {"MultiheadAttention"}
@@ -26,7 +30,41 @@ ul.tree{list-style:none;padding-left:1.1em;margin:0}ul.tree li{white-space:nowra
 .tag{font-size:10px;border-radius:3px;padding:0 4px;margin-left:4px;color:#fff}
 .tag.weighted{background:#1f5fbf}.tag.norm{background:#2e8b57}.tag.activation{background:#a15c00}
 .legend span{margin-right:1.5em}
+table.summary td.num{text-align:right}
 """
+
+_CODE = re.compile(r"`([^`]+)`")
+_POWER = re.compile(r"10\^\(?([-+]?\d+(?:\.\d+)?)\)?")
+
+
+def inline(text: str) -> str:
+    """A message as HTML: escaped, `code` spans as <code>, 10^-14.9 as 10 with a raised exponent."""
+    out = _CODE.sub(lambda m: f"<code>{m.group(1)}</code>", escape(text, quote=False))
+    return _POWER.sub(lambda m: f"10<sup>{m.group(1).replace('-', MINUS)}</sup>", out)
+
+
+def severity_key(t: TargetReport) -> tuple[int, int, int, str]:
+    """Worst first: targets that could not be analysed, then by their most severe finding, then by count."""
+    worst = max((f.severity.rank for f in t.findings), default=-1)
+    return (0 if t.error is not None else 1, -worst, -len(t.findings), t.target)
+
+
+def _anchor(index: int) -> str:
+    return f"target-{index}"
+
+
+def summary_table(targets: Sequence[TargetReport]) -> str:
+    """One row per target, worst first, linking to its section."""
+    rows = []
+    for i, t in enumerate(targets):
+        counts = {s: sum(1 for f in t.findings if f.severity is s) for s in Severity}
+        status = f'<span class="error">error ({escape(t.error.kind.value)})</span>' if t.error else "ok"
+        ratio = _fmt(t.estimate.log10_grad_ratio) if t.estimate is not None else "n/a"
+        rows.append(f'<tr><td><a href="#{_anchor(i)}">{escape(t.target)}</a></td><td>{status}</td>'
+                    + "".join(f'<td class="num {s.value}">{counts[s]}</td>' for s in Severity)
+                    + f'<td class="num">{ratio}</td></tr>')
+    return ('<table class="summary"><tr><th>target</th><th>status</th><th>errors</th><th>warnings</th><th>info</th>'
+            "<th>first-layer log10 ratio</th></tr>" + "".join(rows) + "</table>")
 
 
 def _finding_row(f: Finding) -> str:
@@ -36,9 +74,9 @@ def _finding_row(f: Finding) -> str:
     return (
         f'<tr class="finding"><td class="{f.severity.value}">{escape(f.rule)}<br>{escape(f.severity.value)}</td>'
         f"<td>{escape(f.name)}<br><code>{escape(f.module or '<root>')}</code></td>"
-        f'<td>{escape(f.message)}<div class="where"><code>{escape(where)}</code></div>'
+        f'<td>{inline(f.message)}<div class="where"><code>{escape(where)}</code></div>'
         + (f'<pre class="source">{escape(source)}</pre>' if source else "")
-        + (f"<div>fix: {escape(f.fix)}</div>" if f.fix else "")
+        + (f"<div>fix: {inline(f.fix)}</div>" if f.fix else "")
         + f"</td><td>{probe}</td></tr>"
     )
 
@@ -75,8 +113,23 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2f}"
 
 
-def _target(t: TargetReport) -> str:
-    parts = [f"<section class=\"target\"><h2>{escape(t.target)}</h2>"]
+def _legend(lines: Bands, low: bool, high: bool) -> str:
+    def band(line: Any, colour: str, shaded: bool, word: str) -> str:
+        sign = "&lt;" if word == "vanishing" else "&gt;"
+        value = f"10<sup>{f'{line.value:.3g}'.replace('-', MINUS)}</sup>"
+        style = f"background:{colour}" if shaded else f"border-bottom:1px dashed {colour}"
+        what = "crossed: see the findings" if shaded else "not crossed where the rule judges"
+        return f'<span style="{style}">{word} ({sign} {value}, {escape(line.rule)} {escape(line.option)}; {what})</span>'
+
+    return ('<p class="legend"><span style="color:#1f5fbf">&#9473; estimate</span><span style="color:#c0392b">&#9675; probe</span>'
+            + band(lines.vanish, "#fde2e2" if low else "#c0392b", low, "vanishing")
+            + band(lines.explode, "#fde9d0" if high else "#a15c00", high, "exploding") + "</p>")
+
+
+def _target(t: TargetReport, lines: Bands | None = None, span: tuple[float, float] | None = None, anchor: str = "") -> str:
+    lines = lines or bands()
+    ident = f' id="{anchor}"' if anchor else ""
+    parts = [f'<section class="target"{ident}><h2>{escape(t.target)}</h2>']
     if t.error is not None:
         parts.append(f'<p class="error">error ({escape(t.error.kind.value)}): {escape(t.error.message)}</p></section>')
         return "".join(parts)
@@ -86,10 +139,10 @@ def _target(t: TargetReport) -> str:
             f"<p>{len(t.graph.weighted_layers)} weighted layers, {t.parameters:,} parameters, captured by "
             f"{escape(t.graph.method)}. First-layer gradient log10 ratio: estimate {_fmt(t.estimate.log10_grad_ratio)}, "
             f"probe {_fmt(probe.log10_grad_ratio) if probe else 'not run'}.</p>"
-            '<p class="legend"><span style="color:#1f5fbf">&#9473; estimate</span><span style="color:#c0392b">&#9675; probe</span>'
-            '<span style="background:#fde2e2">vanishing (&lt; 1e-3)</span><span style="background:#fde9d0">exploding (&gt; 1e1.85)</span></p>'
         )
-        parts.append(profile_svg(t.estimate.profile, probe.profile if probe else []))
+        shade = (lines.crossed(t, lines.vanish), lines.crossed(t, lines.explode))
+        parts.append(_legend(lines, *shade))
+        parts.append(profile_svg(t.estimate.profile, probe.profile if probe else [], lines, shade, span))
     parts.append(f"<h3>Findings ({len(t.findings)})</h3>")
     if t.findings:
         parts.append('<table class="findings"><tr><th>rule</th><th>name / module</th><th>message</th><th>probe</th></tr>'
@@ -105,9 +158,39 @@ def _target(t: TargetReport) -> str:
     return "".join(parts)
 
 
-def render(targets: list[TargetReport]) -> str:
-    body = "".join(_target(t) for t in targets)
+def body(targets: Sequence[TargetReport], rules: Sequence[Any] | None = None,
+         thresholds: dict[str, dict[str, Any]] | None = None) -> str:
+    """The report's content: a summary table for several targets, then each target, worst first, every
+    chart on one scale with the rules' (configured) thresholds."""
+    lines = bands(rules, thresholds)
+    ordered = sorted(targets, key=severity_key)
+    span = scale(ordered, lines)
+    head = summary_table(ordered) if len(ordered) > 1 else ""
+    return head + "".join(_target(t, lines, span, _anchor(i)) for i, t in enumerate(ordered))
+
+
+def render(targets: list[TargetReport], rules: Sequence[Any] | None = None,
+           thresholds: dict[str, dict[str, Any]] | None = None) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>gradlint report</title>'
-        f"<style>{STYLE}</style></head><body><h1>gradlint {escape(__version__)} report</h1>{body}</body></html>\n"
+        f"<style>{STYLE}</style></head><body><h1>gradlint {escape(__version__)} report</h1>"
+        f"{body(targets, rules, thresholds)}</body></html>\n"
     )
+
+
+def scoped_style(scope: str) -> str:
+    """STYLE with every selector under `scope`, so a report inside a notebook does not restyle the page."""
+    rules = []
+    for chunk in STYLE.strip().split("}"):
+        if "{" not in chunk:
+            continue
+        selectors, declarations = chunk.split("{", 1)
+        scoped = ",".join(scope if s.strip() == "body" else f"{scope} {s.strip()}" for s in selectors.split(","))
+        rules.append(f"{scoped}{{{declarations}}}")
+    return "".join(rules)
+
+
+def fragment(targets: list[TargetReport], rules: Sequence[Any] | None = None,
+             thresholds: dict[str, dict[str, Any]] | None = None) -> str:
+    """The report as one <div> with scoped styles: what a notebook shows inline (`_repr_html_`)."""
+    return f'<div class="gradlint-report"><style>{scoped_style(".gradlint-report")}</style>{body(targets, rules, thresholds)}</div>'

@@ -4,14 +4,17 @@ report that embeds it is one self-contained file."""
 from __future__ import annotations
 
 from html import escape
+from typing import TYPE_CHECKING
 
 from gradlint.types import ProfileEntry
 
-VANISH = -3.0  # decades below which SGD barely moves a layer
-EXPLODE = 1.85  # decades above which a unit learning rate overshoots (about 70x)
+if TYPE_CHECKING:
+    from gradlint.report.bands import Bands
+
 WIDTH, HEIGHT = 900, 360
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 16, 120
 MAX_LABELS = 48
+MINUS = "\u2212"
 
 
 def _value(entry: ProfileEntry, low: float, high: float) -> float:
@@ -27,12 +30,25 @@ def _describe(entry: ProfileEntry) -> str:
     return "non-finite" if entry.nonfinite else "zero"
 
 
-def profile_svg(estimate: list[ProfileEntry], probe: list[ProfileEntry]) -> str:
-    """Estimate as a polyline (one point per weighted layer), probe as points, log10 scale, with the
-    vanishing (< -3) and exploding (> +1.85) bands shaded and each layer labelled by module path."""
+def power(exponent: float | int, size: int = 8) -> str:
+    """10 with a raised exponent, as SVG text (no `1e-3`, no `10^-3`)."""
+    shown = escape((f"{exponent:g}" if isinstance(exponent, int) else f"{exponent:.3g}").replace("-", MINUS))
+    return f'10<tspan dy="-5" font-size="{size}">{shown}</tspan><tspan dy="5"> </tspan>'
+
+
+def profile_svg(estimate: list[ProfileEntry], probe: list[ProfileEntry], lines: Bands | None = None,
+                shade: tuple[bool, bool] | None = None, span: tuple[float, float] | None = None) -> str:
+    """Estimate as a polyline (one point per weighted layer), probe as points, log10 scale, with the rules'
+    vanishing and exploding thresholds drawn where the rules judge (`lines`) and their bands shaded only
+    where `shade` says a finding crossed them; `span` is the (low, high) shared by every chart of a report."""
+    if lines is None:
+        from gradlint.report.bands import bands
+
+        lines = bands()
+    vanish, explode = lines.vanish.value, lines.explode.value
+    shade_low, shade_high = shade if shade is not None else (True, True)
     values = [e.log10_grad_rms for e in (*estimate, *probe) if e.log10_grad_rms is not None]
-    low = min([VANISH - 1.0, *values]) - 0.25
-    high = max([EXPLODE + 0.65, *values]) + 0.25
+    low, high = span if span is not None else (min([vanish - 1.0, *values]) - 0.25, max([explode + 0.65, *values]) + 0.25)
     modules = [e.module for e in estimate]
     index = {m: i for i, m in enumerate(modules)}
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -47,12 +63,19 @@ def profile_svg(estimate: list[ProfileEntry], probe: list[ProfileEntry]) -> str:
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="profile" width="{WIDTH}" height="{HEIGHT}" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="gradient profile">',
-        f'<rect class="band vanishing" x="{LEFT}" y="{y(VANISH):.1f}" width="{plot_w}" height="{y(low) - y(VANISH):.1f}" fill="#fde2e2"/>',
-        f'<rect class="band exploding" x="{LEFT}" y="{TOP}" width="{plot_w}" height="{y(EXPLODE) - TOP:.1f}" fill="#fde9d0"/>',
     ]
+    if shade_low:
+        parts.append(f'<rect class="band vanishing" x="{LEFT}" y="{y(vanish):.1f}" width="{plot_w}" height="{y(low) - y(vanish):.1f}" fill="#fde2e2"/>')
+    if shade_high:
+        parts.append(f'<rect class="band exploding" x="{LEFT}" y="{TOP}" width="{plot_w}" height="{y(explode) - TOP:.1f}" fill="#fde9d0"/>')
+    for line, colour in ((lines.vanish, "#c0392b"), (lines.explode, "#a15c00")):
+        parts.append(f'<line class="threshold {line.risk.value}" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(line.value):.1f}" '
+                     f'y2="{y(line.value):.1f}" stroke="{colour}" stroke-dasharray="4 3"/>'
+                     f'<text class="threshold-label" x="{WIDTH - RIGHT - 4}" y="{y(line.value) - 4:.1f}" text-anchor="end" '
+                     f'font-size="10" fill="{colour}">{escape(line.rule)} {escape(line.option)} = {power(round(line.value, 2))}</text>')
     for tick in range(int(low), int(high) + 1):
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#ddd"/>'
-                     f'<text x="{LEFT - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" font-size="11">1e{tick}</text>')
+                     f'<text class="tick" x="{LEFT - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" font-size="11">{power(tick)}</text>')
     parts.append(f'<text x="12" y="{TOP + plot_h / 2:.0f}" font-size="11" transform="rotate(-90 12 {TOP + plot_h / 2:.0f})" '
                  'text-anchor="middle">gradient RMS / output gradient RMS</text>')
     points = " ".join(f"{x(i):.1f},{y(_value(e, low, high)):.1f}" for i, e in enumerate(estimate))

@@ -6,6 +6,7 @@ from rich.console import Console, Group
 from rich.text import Text
 
 from gradlint.pipeline import TargetReport
+from gradlint.report.bands import Bands, bands, scale
 from gradlint.types import Finding, Severity
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -36,21 +37,28 @@ def _finding(f: Finding) -> Text:
     return text
 
 
-def profile_chart(report: TargetReport, width: int = 40, limit: int = 24) -> Text:
-    """A compact bar per weighted layer: log10 gradient RMS, estimate (and probe where measured)."""
+def profile_chart(report: TargetReport, width: int = 40, limit: int = 24, span: tuple[float, float] | None = None,
+                  lines: Bands | None = None) -> Text:
+    """A compact bar per weighted layer: log10 gradient RMS, estimate (and probe where measured). Bars share
+    `span` (the largest |log10| across the run's targets, so targets compare), and a bar is red only past
+    a rule's threshold when that rule's finding says so (the chart agrees with the verdict)."""
     text = Text()
     if report.estimate is None:
         return text
+    lines = lines or bands()
     probe = {p.module: p.log10_grad_rms for p in report.probe.profile} if report.probe else {}
     rows = report.estimate.profile
     step = max(len(rows) // limit, 1)
     shown = rows[::step]
     if rows and shown[-1] is not rows[-1]:
         shown.append(rows[-1])
-    values = [abs(r.log10_grad_rms) for r in rows if r.log10_grad_rms is not None] + [3.0]
-    scale = width / max(values)
+    low, high = span or scale([report], lines)
+    scale_max = max(abs(low), abs(high), 1e-9)
+    scale_by = width / scale_max
+    low_red, high_red = lines.crossed(report, lines.vanish), lines.crossed(report, lines.explode)
     name_width = min(max((len(r.module) for r in shown), default=8), 28)
-    text.append(f"  gradient profile (log10 RMS, estimate | probe), {len(rows)} weighted layers\n", style="bold")
+    text.append(f"  gradient profile (log10 RMS, estimate | probe), {len(rows)} weighted layers; "
+                f"{lines.vanish.rule} below {lines.vanish.value:+.2f}, {lines.explode.rule} above {lines.explode.value:+.2f}\n", style="bold")
     for row in shown:
         name = row.module if len(row.module) <= name_width else "…" + row.module[-name_width + 1:]
         text.append(f"  {name:<{name_width}} {_fmt(row.log10_grad_rms):>6} | {_fmt(probe.get(row.module)):>6} ")
@@ -58,8 +66,9 @@ def profile_chart(report: TargetReport, width: int = 40, limit: int = 24) -> Tex
             text.append("NaN/Inf" if row.nonfinite else "no gradient", style="bold red")
         else:
             value = row.log10_grad_rms
-            bar = "█" * max(int(round(abs(value) * scale)), 0)
-            style = "red" if value < -3 or value > 1.85 else "green"
+            bar = "█" * max(int(round(abs(value) * scale_by)), 0)
+            past = (value < lines.vanish.value and low_red) or (value > lines.explode.value and high_red)
+            style = "red" if past else ("yellow" if value < lines.vanish.value or value > lines.explode.value else "green")
             text.append(("-" if value < 0 else "+") + bar, style=style)
         text.append("\n")
     return text
@@ -101,8 +110,9 @@ def render(targets: list[TargetReport], console: Console, show_profile: bool = T
         return
     worst = _worst(targets)
     if show_profile and worst is not None:
+        lines = bands()
         console.print(Text(f"\n{worst.target}", style="bold"))
-        console.print(profile_chart(worst))
+        console.print(profile_chart(worst, span=scale(targets, lines), lines=lines))
     console.print(summary_line(targets))
 
 
