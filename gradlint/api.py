@@ -33,9 +33,11 @@ def check(model_or_target: nn.Module | str, inputs: Any = None, probe: bool = Tr
         specs = [InputSpec.parse(i) for i in inputs]
     options = CheckOptions(rules=rules, thresholds=thresholds or {}, inputs=specs, probe=probe, probe_timeout=probe_timeout)
     given = as_call(inputs) if inputs is not None and specs is None else None
+    from gradlint.notebook import NotebookReport
+
     if isinstance(model_or_target, str):
-        return check_target(model_or_target, options, given)
-    report = TargetReport(type(model_or_target).__name__)
+        return NotebookReport.of(check_target(model_or_target, options, given))
+    report = NotebookReport(type(model_or_target).__name__)
     try:
         analyse(model_or_target, report, options, None, given)
     except GradlintError as exc:

@@ -84,3 +84,19 @@ def test_unknown_selector_raises() -> None:
     with pytest.raises(GradlintError) as info:
         gradlint.check(nn.Linear(2, 2), select=["GL999"], probe=False)
     assert "GL999" in info.value.message
+
+
+def test_notebook_views() -> None:
+    model = nn.Sequential(*[m for _ in range(12) for m in (nn.Linear(16, 16), nn.Sigmoid())], nn.Linear(16, 2))
+    report = gradlint.check(model, probe=False)
+    short = repr(report)
+    assert short.startswith("<gradlint report 'Sequential': ") and "error" in short and len(short) < 200
+    assert "13 weighted layers" in short
+    page = report._repr_html_()
+    assert page.startswith('<div class="gradlint-report">') and "<svg" in page and "GL101" in page
+    assert "<html" not in page and "body{" not in page  # inline, styles scoped to the report
+    rendered = str(report)
+    assert "GL101" in rendered and "gradient profile" in rendered and "\x1b[" not in rendered
+    assert any(len(line) > 100 for line in rendered.splitlines())  # not wrapped
+    failed = gradlint.check("fixtures/tests/missing.py:Net", probe=False)
+    assert repr(failed) == "<gradlint report 'fixtures/tests/missing.py:Net': error (load)>"

@@ -19,3 +19,4 @@ def test_wheel_contains_every_module_and_rule(tmp_path: Path) -> None:
     expected |= {f"gradlint/rules/{p.name}" for p in (ROOT / "rules").glob("*.py")}
     assert expected - names == set()
     assert any(n.endswith("entry_points.txt") for n in names)
+    assert "gradlint/py.typed" in names  # PEP 561 marker: mypy reads the package's type hints
