@@ -99,7 +99,7 @@ def main() -> None:
 @click.option("--statistics", is_flag=True, help="Print a count of findings per rule.")
 @click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False), help="Report only findings not recorded in this baseline FILE.")
 @click.option("--write-baseline", type=click.Path(dir_okay=False, writable=True), help="Record the current findings in baseline FILE; later runs with --baseline report only new ones.")
-@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for target errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for target errors, and each definition a path target skipped, with why.")
 @click.option("--isolate", is_flag=True, help="Check each target in its own process, so a hang, crash or memory blow-up costs only that target.")
 @click.option("--isolate-timeout", type=float, default=300.0, show_default=True, help="Seconds each isolated target may take.")
 @click.option("--isolate-memory", help='Address-space limit per isolated target, e.g. "4G" (default: none).')

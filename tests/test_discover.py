@@ -247,3 +247,20 @@ def test_expand_with_affected_follows_imports(repo: Path, monkeypatch: pytest.Mo
     assert sorted(changed.targets) == ["models/blocks.py:Block", "models/mlp.py:MLP", "models/net.py:Deep", "models/net.py:make_small"]
     alone = expand(["models/mlp.py"], [], base=repo, affected=True)
     assert alone.targets == ["models/mlp.py:MLP"]  # nothing imports mlp.py
+
+
+def test_a_file_that_does_not_parse_is_an_error_beside_the_others(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (repo / "models" / "broken.py").write_text("class Oops(nn.Module:\n    pass\n")
+    monkeypatch.chdir(repo)
+    result = _check("models", "--format", "json")
+    assert result.exit_code == 2
+    by_target = {t["target"]: t for t in json.loads(result.stdout)["targets"]}
+    assert by_target["models/broken.py:*"]["error"]["message"].startswith("models/broken.py:1: syntax error")
+    assert by_target["models/mlp.py:MLP"]["status"] == "ok"  # one bad file never hides the others
+
+
+def test_missing_path_is_a_usage_error(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(repo)
+    result = _check("modles/")
+    assert result.exit_code == 2 and "modles/: no such file or directory" in result.output
+    assert "Traceback" not in result.output
