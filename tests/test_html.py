@@ -171,3 +171,15 @@ def test_markdown_and_powers_are_rendered() -> None:
 def test_notebook_fragment_scopes_its_style() -> None:
     text = html.fragment([_report(HEALTHY)])
     assert text.startswith('<div class="gradlint-report">') and "body{" not in text and ".gradlint-report h1" in text
+
+
+def test_healthy_transformer_with_layers_past_the_line_is_not_shaded() -> None:
+    """BERT's attention queries and keys sit below GL103's line beside the residual stream that carries the
+    gradient; GL103 does not judge them alone, so the chart draws them hollow and shades no band."""
+    bert = _report("fixtures/zoo/bert.py:BERT")
+    parsed = Collector()
+    parsed.feed(html.render([bert]))
+    assert not [f for f in bert.findings if f.severity.value != "info"]
+    assert not parsed.having("rect", "band vanishing") and not parsed.having("rect", "band exploding")
+    below = [p for p in bert.estimate.profile if p.log10_grad_rms is not None and p.log10_grad_rms < -3]
+    assert below and len(parsed.having("circle", "estimate-point unjudged")) == len(below)

@@ -81,8 +81,12 @@ def profile_svg(estimate: list[ProfileEntry], probe: list[ProfileEntry], lines: 
     points = " ".join(f"{x(i):.1f},{y(_value(e, low, high)):.1f}" for i, e in enumerate(estimate))
     parts.append(f'<polyline class="estimate" points="{points}" fill="none" stroke="#1f5fbf" stroke-width="2"/>')
     for i, e in enumerate(estimate):
-        parts.append(f'<circle class="estimate-point" cx="{x(i):.1f}" cy="{y(_value(e, low, high)):.1f}" r="2" fill="#1f5fbf">'
-                     f'<title>{escape(e.module)} ({escape(e.kind)}): estimate {_describe(e)}</title></circle>')
+        value = e.log10_grad_rms
+        unjudged = value is not None and ((value < vanish and not shade_low) or (value > explode and not shade_high))
+        note = " (past the line, but the rule does not judge this layer alone: no finding)" if unjudged else ""
+        parts.append(f'<circle class="estimate-point{" unjudged" if unjudged else ""}" cx="{x(i):.1f}" cy="{y(_value(e, low, high)):.1f}" '
+                     f'r="2" fill="{"#fff" if unjudged else "#1f5fbf"}" stroke="#1f5fbf">'
+                     f'<title>{escape(e.module)} ({escape(e.kind)}): estimate {_describe(e)}{note}</title></circle>')
     for e in probe:
         if e.module in index:
             parts.append(f'<circle class="probe" cx="{x(index[e.module]):.1f}" cy="{y(_value(e, low, high)):.1f}" r="4" '
