@@ -4,6 +4,19 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from gradlint.api import check  # noqa: E402
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gradlint.api import check
 
 __all__ = ["check", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """`gradlint.check` imports torch on first use, so the command line can find its targets (and exit
+    when a commit touches none) without paying for `import torch`."""
+    if name == "check":
+        from gradlint.api import check
+
+        return check
+    raise AttributeError(f"module 'gradlint' has no attribute {name!r}")

@@ -116,17 +116,17 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
           affected: bool = False, quiet: bool = False, color: str = "auto") -> None:
     """Check TARGETS: FILE.py:NAME, package.module:NAME, NAME(args...), or files and folders, whose nn.Module
     classes and factories are discovered; default: the [tool.gradlint] targets."""
+    from gradlint import discover, settings
+
+    config = _config(config_path)
+    found = _expand(targets, config, affected, exclude)  # before torch is imported: a commit without models costs nothing
+
     from gradlint.inputs import InputSpec
     from gradlint.pipeline import check_target
     from gradlint.registry import all_rules, select_rules
     from gradlint import baseline
     from gradlint import isolate as isolation
     from gradlint.report import exit_code
-
-    from gradlint import discover, settings
-
-    config = _config(config_path)
-    found = _expand(targets, config, affected, exclude)
     names = found.targets
     if not names and not found.broken and not found.skipped:
         raise UsageError("No targets given and none configured. Pass FILE.py:NAME or a path (`gradlint check .`), or set `targets` in [tool.gradlint] of pyproject.toml.")

@@ -264,3 +264,13 @@ def test_missing_path_is_a_usage_error(repo: Path, monkeypatch: pytest.MonkeyPat
     result = _check("modles/")
     assert result.exit_code == 2 and "modles/: no such file or directory" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_change_without_models_exits_before_importing_torch(repo: Path) -> None:
+    (repo / "tools.py").write_text("def helper():\n    return 1\n")
+    script = ("import sys\nfrom gradlint.cli import main\n"
+              "try:\n    main.main(['check', '--affected', 'tools.py'], standalone_mode=False)\nexcept SystemExit as exc:\n"
+              "    print('exit', exc.code)\nprint('torch imported:', 'torch' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert "exit 0" in result.stdout and "torch imported: False" in result.stdout, result.stdout + result.stderr
+    assert "No targets in the given paths" in result.stderr
