@@ -71,7 +71,7 @@ def build(reports: list[TargetReport], root: str | Path | None = None) -> dict[s
             rules.setdefault(rule, {})[module] = n
         key = stable_target(report.target, root)
         targets[key] = rules
-        for f in report.findings:
+        for f in flatten(report.findings):
             size = magnitude(f)
             if size is not None:
                 entry = sizes.setdefault(key, {}).setdefault(f.rule, {})

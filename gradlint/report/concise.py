@@ -16,7 +16,8 @@ def render(targets: list[TargetReport], quiet: bool = False) -> str:
             continue
         for f in t.findings:
             where = f"{f.path}:{f.line or 1}:1" if f.path else f"{t.target}:1:1"
-            lines.append(f"{where}: {f.rule} [{f.severity.value}] {' '.join(f.message.split())}")
+            same = f" (same cause: {', '.join(r.rule for r in f.related)})" if f.related else ""
+            lines.append(f"{where}: {f.rule} [{f.severity.value}] {' '.join(f.message.split())}{same}")
     found = sum(len(t.findings) for t in targets)
     if not quiet:
         failed = sum(1 for t in targets if not t.ok)
@@ -30,7 +31,7 @@ def statistics(targets: list[TargetReport]) -> list[dict[str, object]]:
     counts: dict[tuple[str, str], int] = {}
     worst: dict[tuple[str, str], str] = {}
     for t in targets:
-        for f in t.findings:
+        for f in (member for primary in t.findings for member in primary.members()):  # every code counts
             key = (f.rule, f.name)
             counts[key] = counts.get(key, 0) + 1
             if key not in worst or f.severity.rank > Severity(worst[key]).rank:
