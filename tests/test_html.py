@@ -183,3 +183,12 @@ def test_healthy_transformer_with_layers_past_the_line_is_not_shaded() -> None:
     assert not parsed.having("rect", "band vanishing") and not parsed.having("rect", "band exploding")
     below = [p for p in bert.estimate.profile if p.log10_grad_rms is not None and p.log10_grad_rms < -3]
     assert below and len(parsed.having("circle", "estimate-point unjudged")) == len(below)
+
+
+def test_findings_of_one_cause_show_their_related_codes() -> None:
+    broken = _report(TARGET.replace("depth=8", "depth=16"))
+    primary = next(f for f in broken.findings if f.related)
+    parsed = Collector()
+    parsed.feed(html.render([broken]))
+    (related,) = parsed.texts["related"]
+    assert all(r.rule in related for r in primary.related)

@@ -76,6 +76,8 @@ def _finding_row(f: Finding) -> str:
         f"<td>{escape(f.name)}<br><code>{escape(f.module or '<root>')}</code></td>"
         f'<td>{inline(f.message)}<div class="where"><code>{escape(where)}</code></div>'
         + (f'<pre class="source">{escape(source)}</pre>' if source else "")
+        + (f'<div class="related">same cause: {escape(", ".join(f"{r.rule} {r.name} [{r.severity.value}]" for r in f.related))}</div>'
+           if f.related else "")
         + (f"<div>fix: {inline(f.fix)}</div>" if f.fix else "")
         + f"</td><td>{probe}</td></tr>"
     )
