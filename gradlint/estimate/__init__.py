@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from gradlint.estimate import recurrent  # noqa: F401  (registers the recurrent transfers)
+from gradlint.estimate import linalg, recurrent  # noqa: F401  (register their transfers)
+from gradlint.estimate.constant import Evaluator, element_stat
 from gradlint.estimate.elementwise import is_float, mix
 from gradlint.estimate.pointwise import PointwiseResolver, Shape, derivative_shape, is_pointwise, pointwise_stat
 from gradlint.estimate.stat import Stat, UNIT, ZERO
@@ -94,9 +95,14 @@ class _Context:
         self.notes: dict[str, dict[str, Any]] = {}
         first_input = next((r for r in graph if r.kind is NodeKind.INPUT and r.shape), None)
         self.batch = first_input.shape[0] if first_input and first_input.shape else 1
+        self.evaluator = Evaluator(graph, weights)
+        self.elements: dict[str, Stat] = {}  # data-independent nodes: statistics over their own elements
+        self.in_constant = False  # while a data-independent node's rule runs, its inputs are read per element
 
     def stat(self, value: Any) -> Stat:
         if isinstance(value, Ref):
+            if self.in_constant and value.name in self.evaluator.free:
+                return self._elements(value.name)
             return self.stats.get(value.name, UNIT)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return Stat(float(value), float(value) ** 2, 0.0)
@@ -121,6 +127,17 @@ class _Context:
             return s.mean, s.q
         return 0.0, 0.0
 
+    def _elements(self, name: str) -> Stat:
+        if name not in self.elements:  # a leaf, read lazily: its statistics over its own elements
+            real = element_stat(self.evaluator.value(name))
+            s = self.stats.get(name, UNIT)
+            self.elements[name] = Stat(*real) if real is not None else Stat(s.mean, s.q, s.var)
+        return self.elements[name]
+
+    def value(self, ref: Any) -> Any:
+        """The real value of a data-independent input (a mask, a constant), or None."""
+        return self.evaluator.value(ref.name) if isinstance(ref, Ref) else ref
+
     def tuple_result(self, node: NodeRecord, stats: list[Stat]) -> None:
         self.tuples[node.name] = stats
 
@@ -133,6 +150,10 @@ class _Context:
 
 
 def _leaf_stat(node: NodeRecord, ctx: _Context) -> Stat:
+    if node.kind is not NodeKind.PARAM and node.dtype is not None and not node.dtype.is_floating_point:
+        real = element_stat(ctx.evaluator.value(node.name))  # an integer constant is its value, not zero
+        if real is not None:
+            return Stat(real[0], real[1], 0.0)
     if node.dtype is not None and not (node.dtype.is_floating_point or node.dtype.is_complex):
         return ZERO
     if node.kind is NodeKind.PARAM and node.param:
@@ -177,37 +198,14 @@ def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = 
         if node.kind is not NodeKind.OP:
             ctx.stats[node.name] = _leaf_stat(node, ctx)
             continue
-        if node.dtype is not None and not (node.dtype.is_floating_point or node.dtype.is_complex):
-            ctx.stats[node.name] = ZERO  # masks, indices, comparisons: no gradient flows through them
-            gains[node.name] = {}
-            continue
-        if is_pointwise(node):
-            root = resolver.root(node.name)
-            if root is not None and root != node.name:
-                sig = _signature(graph, node.name, root, signatures)
-                fn = resolver.composite(node.name, root)
-                try:
-                    stat, moments = pointwise_stat(fn, sig, ctx.stats.get(root, UNIT))
-                except Exception:  # an op that cannot run on float64 points: fall through to the generic rule
-                    pass
-                else:
-                    ctx.stats[node.name] = stat
-                    gains[node.name] = {root: moments.grad_second}
-                    root_stat = ctx.stats.get(root, UNIT)
-                    pointwise[node.name] = PointwiseInfo(root, moments.grad_second, moments.max_grad, moments.grad_mean,
-                                                         root_stat, derivative_shape(fn, sig, root_stat), moments.nonfinite)
-                    continue
-        rule = TRANSFERS.get(node.op) or (mix if is_pointwise(node) else None)
-        if rule is None:
-            unknown.append(node.op)
-            stat, node_gains = _unknown(node, ctx)
-        else:
-            stat, node_gains = rule(node, ctx)
-        node_gains.pop("", None)
-        if not all(math.isfinite(x) for x in (stat.mean, stat.q, stat.v, *node_gains.values())):
-            unknown.append(f"{node.op} (non-finite statistics)")  # never let one op poison the whole profile
-            stat = stat if all(math.isfinite(x) for x in (stat.mean, stat.q, stat.v)) else UNIT
-            node_gains = {k: (g if math.isfinite(g) else 1.0) for k, g in node_gains.items()}
+        free = node.name in ctx.evaluator.free
+        ctx.in_constant = free
+        try:
+            stat, node_gains = _op_transfer(node, ctx, resolver, signatures, None if free else pointwise, unknown)
+        finally:
+            ctx.in_constant = False
+        if free:  # computed from weights and constants alone: its real value decides
+            stat = _constant(node, ctx, stat)
         ctx.stats[node.name] = stat
         gains[node.name] = node_gains
     _pool_after_activation(graph, ctx, resolver, gains, pointwise)
@@ -219,6 +217,50 @@ def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = 
         for layer in graph.weighted_layers
     ]
     return result
+
+
+def _op_transfer(node: NodeRecord, ctx: _Context, resolver: PointwiseResolver, signatures: dict[str, Any],
+                 pointwise: dict[str, PointwiseInfo] | None, unknown: list[str]) -> tuple[Stat, dict[str, float]]:
+    """One op node's output statistics and backward gains: a pointwise composite, a table entry, or the
+    pass-through for an op without one. `pointwise` is None for data-independent nodes (not activations)."""
+    if node.dtype is not None and not (node.dtype.is_floating_point or node.dtype.is_complex):
+        return ZERO, {}  # masks, indices, comparisons: no gradient flows through them
+    if is_pointwise(node):
+        root = resolver.root(node.name)
+        if root is not None and root != node.name:
+            sig = _signature(ctx.graph, node.name, root, signatures)
+            fn = resolver.composite(node.name, root)
+            root_stat = ctx.stat(Ref(root))
+            try:
+                stat, moments = pointwise_stat(fn, sig, root_stat)
+            except Exception:  # an op that cannot run on float64 points: fall through to the generic rule
+                pass
+            else:
+                if pointwise is not None:
+                    pointwise[node.name] = PointwiseInfo(root, moments.grad_second, moments.max_grad, moments.grad_mean,
+                                                         root_stat, derivative_shape(fn, sig, root_stat), moments.nonfinite)
+                return stat, {root: moments.grad_second}
+    rule = TRANSFERS.get(node.op) or (mix if is_pointwise(node) else None)
+    if rule is None:
+        unknown.append(node.op)
+        stat, node_gains = _unknown(node, ctx)
+    else:
+        stat, node_gains = rule(node, ctx)
+    node_gains.pop("", None)
+    if not all(math.isfinite(x) for x in (stat.mean, stat.q, stat.v, *node_gains.values())):
+        unknown.append(f"{node.op} (non-finite statistics)")  # never let one op poison the whole profile
+        stat = stat if all(math.isfinite(x) for x in (stat.mean, stat.q, stat.v)) else UNIT
+        node_gains = {k: (g if math.isfinite(g) else 1.0) for k, g in node_gains.items()}
+    return stat, node_gains
+
+
+def _constant(node: NodeRecord, ctx: _Context, modelled: Stat) -> Stat:
+    """A data-independent node's statistics: over its real value's elements where it has one, else the
+    moment model's (read per element). Downstream it is constant across the batch, like a weight."""
+    real = element_stat(ctx.evaluator.value(node.name))
+    elements = Stat(*real) if real is not None else Stat(modelled.mean, modelled.q, modelled.var)
+    ctx.elements[node.name] = elements
+    return Stat(elements.mean, elements.q, 0.0)
 
 
 _MAX_POOLS = ("max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices", "max_pool2d_with_indices",

@@ -27,16 +27,20 @@ class Context(Protocol):
     def weight(self, value: Any) -> tuple[float, float]: ...  # (E[w], E[w²]) of a parameter input
     def tuple_result(self, node: NodeRecord, stats: list[Stat]) -> None: ...
     def element(self, source: str, index: int) -> Stat | None: ...
+    def value(self, ref: Any) -> Any: ...  # the real value of a data-independent input, or None
     def note(self, node: NodeRecord, key: str, value: Any) -> None: ...
 
 
 TRANSFERS: dict[str, Callable[[NodeRecord, Context], Result]] = {}
+FAMILIES: dict[str, str] = {}  # op -> weighted, normalisation, pooling, reduction, attention, structural, constant
 
 
-def transfer(*ops: str) -> Callable[[Callable[[NodeRecord, Context], Result]], Callable[[NodeRecord, Context], Result]]:
+def transfer(*ops: str, family: str | None = None) -> Callable[[Callable[[NodeRecord, Context], Result]], Callable[[NodeRecord, Context], Result]]:
     def register(fn: Callable[[NodeRecord, Context], Result]) -> Callable[[NodeRecord, Context], Result]:
         for op in ops:
             TRANSFERS[op] = fn
+            if family is not None:
+                FAMILIES[op] = family
         return fn
 
     return register

@@ -1,0 +1,31 @@
+"""Vector and matrix products and the weight reparametrisations built from them (weight_norm's
+`_weight_norm`, spectral norm's power iteration): generalised matmuls, one fan each."""
+
+from __future__ import annotations
+
+from gradlint.estimate.stat import Stat
+from gradlint.estimate.transfer import Context, Gains, Result, _add_gain, _product, identity, transfer
+from gradlint.graph import NodeRecord
+
+transfer("matrix_H", "adjoint", "conj", "conj_physical", "resolve_conj", "resolve_neg", family="structural")(identity)
+
+
+@transfer("mv", "dot", "vdot", "inner", family="weighted")
+def vector_product(node: NodeRecord, ctx: Context) -> Result:
+    """A matrix-vector or vector-vector product: a matmul contracting the last dimension of the first."""
+    return _product(node, ctx, node.arg(0), node.arg(1))
+
+
+@transfer("_weight_norm", family="normalisation")
+def weight_norm(node: NodeRecord, ctx: Context) -> Result:
+    """w = g * v / |v|, the norm over every dimension but `dim`: each group of n elements has squared sum g²."""
+    v, g = node.arg(0), node.arg(1)
+    dim = int(node.arg(2, "dim", 0))
+    shape = ctx.shape(v) or (1,)
+    n = max(ctx.numel(v) // max(shape[dim] if shape else 1, 1), 1)
+    sv, sg = ctx.stat(v), ctx.stat(g)
+    q = sg.q / n
+    gains: Gains = {}
+    _add_gain(gains, v, sg.q / (n * max(sv.q, 1e-30)) * (n - 1) / n)
+    _add_gain(gains, g, 1.0)
+    return Stat(0.0, q, q), gains
