@@ -29,6 +29,7 @@ def capture_export(model: nn.Module, call: Call) -> ModelGraph:
             program = torch.export.export(ReturnsY(model), call.args, kwargs=call.kwargs, strict=False)
     except Exception as exc:  # export raises many types; each means "try the next method"
         raise CaptureFailed(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
+    program = _functionalised(program)
     sig = program.graph_signature
     params = {k: user_path(v) for k, v in sig.inputs_to_parameters.items()}
     buffers = {k: user_path(v) for k, v in sig.inputs_to_buffers.items()}
@@ -73,6 +74,61 @@ def capture_export(model: nn.Module, call: Call) -> ModelGraph:
     if output_name is None:
         raise CaptureFailed("the model returns no tensor")
     return ModelGraph(records, output_name, METHOD, module_types(model), leaf_weights(model))
+
+
+def _functionalised(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """The program with its mutations turned into data flow (`out[:, t] = y` -> select_scatter), when a
+    write is read afterwards through the written tensor or a view of it; otherwise as it is, since
+    functionalising costs seconds on a large model and a write nobody reads later changes nothing."""
+    if not any(_read_after(node, written) for node, written in _writes(program.graph)):
+        return program
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return program.run_decompositions({})
+    except Exception:  # keep the graph as exported: the estimate then misses the write, not the model
+        return program
+
+
+def _writes(graph: fx.Graph) -> list[tuple[fx.Node, fx.Node]]:
+    """(op, tensor it writes into) for every mutating call."""
+    found = []
+    for node in graph.nodes:
+        schema = getattr(node.target, "_schema", None)
+        if node.op != "call_function" or schema is None:
+            continue
+        for i, arg in enumerate(schema.arguments):
+            if arg.alias_info is not None and arg.alias_info.is_write:
+                value = node.kwargs.get(arg.name) if arg.kwarg_only else node.args[i] if i < len(node.args) else None
+                if isinstance(value, fx.Node):
+                    found.append((node, value))
+    return found
+
+
+def _is_view(node: fx.Node) -> bool:
+    schema = getattr(node.target, "_schema", None)
+    alias = schema.returns[0].alias_info if schema is not None and schema.returns else None
+    return node.op == "call_function" and alias is not None and not alias.is_write and bool(node.args)
+
+
+def _read_after(write: fx.Node, written: fx.Node) -> bool:
+    """Whether the storage `write` mutates (the written tensor, its base and every view of them) is read
+    by a node after `write` other than through `write`'s own result."""
+    root = written
+    while _is_view(root) and isinstance(root.args[0], fx.Node):
+        root = root.args[0]
+    position = {n: i for i, n in enumerate(write.graph.nodes)}
+    stack, seen = [root], {root}
+    while stack:
+        for user in stack.pop().users:
+            if user is write or user in seen:
+                continue
+            if _is_view(user):
+                seen.add(user)
+                stack.append(user)
+            elif position[user] > position[write]:
+                return True
+    return False
 
 
 def _region(node: fx.Node, owner: nn.Module) -> tuple[int, fx.GraphModule] | None:

@@ -276,7 +276,7 @@ def instance_norm(node: NodeRecord, ctx: Context) -> Result:
 @transfer("view", "reshape", "_unsafe_view", "permute", "transpose", "t", "flatten", "unflatten", "squeeze",
           "unsqueeze", "contiguous", "clone", "_to_copy", "to", "alias", "lift_fresh_copy", "type_as",
           "view_as", "reshape_as", "flip", "roll", "movedim", "swapaxes", "pixel_shuffle", "pixel_unshuffle",
-          "channel_shuffle", "masked_fill", "copy", "_assert_tensor_metadata", "fill_diagonal")
+          "channel_shuffle", "masked_fill", "_assert_tensor_metadata", "fill_diagonal")
 def identity(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     return ctx.stat(x), {_ref(x) or "": 1.0}
