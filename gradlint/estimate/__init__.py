@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from gradlint.estimate import linalg, recurrent, scatter  # noqa: F401  (register their transfers)
+from gradlint.estimate import attention, linalg, recurrent, scatter  # noqa: F401  (register their transfers)
 from gradlint.estimate.constant import Evaluator, element_stat
 from gradlint.estimate.elementwise import is_float, mix
 from gradlint.estimate.pointwise import PointwiseResolver, Shape, derivative_shape, is_pointwise, pointwise_stat

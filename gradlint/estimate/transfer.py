@@ -300,7 +300,10 @@ def select(node: NodeRecord, ctx: Context) -> Result:
     return ctx.stat(x), {_ref(x) or "": node.numel / n if n else 1.0}
 
 
-@transfer("split", "split_with_sizes", "chunk", "unbind", "tensor_split")
+_PARTITIONS = ("split", "split_with_sizes", "chunk", "unbind", "tensor_split")
+
+
+@transfer(*_PARTITIONS)
 def split(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     return ctx.stat(x), {_ref(x) or "": 1.0}
@@ -313,6 +316,8 @@ def getitem(node: NodeRecord, ctx: Context) -> Result:
     stat = ctx.element(name, int(index)) if name is not None and isinstance(index, int) else None
     stat = stat if stat is not None else ctx.stat(source)
     total = ctx.numel(source)
+    if not total and name is not None and ctx.graph[name].op in _PARTITIONS:  # one piece of a split tensor
+        total = ctx.numel(ctx.graph[name].arg(0))
     share = node.numel / total if total and node.numel and total >= node.numel else 1.0
     return stat, {name or "": share}
 
@@ -568,19 +573,6 @@ def softmax_moments(logit_var: float, n: int) -> tuple[float, float]:
     return q, max(spread, runner_up)
 
 
-@transfer("softmax", "_softmax", "_safe_softmax")
-def softmax(node: NodeRecord, ctx: Context) -> Result:
-    x = node.arg(0)
-    dim = int(node.arg(1, "dim", -1))
-    shape = ctx.shape(x) or (1,)
-    n = shape[dim] if shape else 1
-    s = ctx.stat(x)
-    q, gain = softmax_moments(s.var, n)
-    ctx.note(node, "logit_std", math.sqrt(s.var))
-    ctx.note(node, "keys", n)
-    return Stat(1.0 / n, q, max(q - 1.0 / (n * n), 0.0)), {_ref(x) or "": gain}
-
-
 @transfer("log_softmax", "_log_softmax")
 def log_softmax(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
@@ -589,36 +581,6 @@ def log_softmax(node: NodeRecord, ctx: Context) -> Result:
     s = ctx.stat(x)
     mean = -math.log(max(n, 1)) - s.var / 2
     return Stat(mean, mean * mean + s.var, s.v), {_ref(x) or "": 1.0}
-
-
-@transfer("scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_attention_math")
-def sdpa(node: NodeRecord, ctx: Context) -> Result:
-    qn, kn, vn = node.arg(0), node.arg(1), node.arg(2)
-    qs, ks, vs = ctx.stat(qn), ctx.stat(kn), ctx.stat(vn)
-    qshape, kshape = ctx.shape(qn) or (1, 1), ctx.shape(kn) or (1, 1)
-    d, n_keys, n_queries = qshape[-1], kshape[-2], qshape[-2]
-    scale = node.kwargs.get("scale") or node.arg(6, None)
-    scale = float(scale) if scale is not None else 1.0 / math.sqrt(d)
-    causal = bool(node.arg(5, "is_causal", False))
-    logit_var = scale * scale * d * qs.q * ks.q
-    # Per query row: sum_j p_j^2 and the softmax gain, averaged over rows (a causal row t sees t+1 keys).
-    rows = range(1, n_keys + 1) if causal else (n_keys,)
-    concentration = gain_sum = 0.0
-    for n in rows:
-        p2, p_gain = softmax_moments(logit_var, n)
-        concentration += n * p2
-        gain_sum += n * p_gain
-    concentration /= len(rows)
-    gain_sum /= len(rows)
-    ctx.note(node, "logit_std", math.sqrt(logit_var))
-    ctx.note(node, "keys", n_keys)
-    out_q = concentration * vs.v + (vs.q - vs.v)  # a per-unit mean of v survives any averaging over keys
-    dv = (ctx.shape(vn) or (1,))[-1]
-    gains: Gains = {}
-    _add_gain(gains, vn, n_queries * concentration / n_keys)
-    _add_gain(gains, qn, scale * scale * ks.q * dv * vs.q * gain_sum)
-    _add_gain(gains, kn, n_queries / n_keys * scale * scale * qs.q * dv * vs.q * gain_sum)
-    return Stat(vs.mean, out_q, out_q), gains
 
 
 # -- constants and factories ------------------------------------------------------------------------
