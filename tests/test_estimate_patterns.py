@@ -1,0 +1,144 @@
+"""Patterns real architectures use that a plain layer stack does not: fused attention, writes into
+preallocated tensors, normalisations over weights, values computed from constants. Each is estimated
+against a measured forward/backward, and where two spellings compute the same thing, against each other."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import gradlint
+from gradlint.estimate import Estimate
+from gradlint.pipeline import TargetReport
+
+ATTENTION = "fixtures/estimator/attention.py:AttentionLM"
+VARIANTS = {  # (keyword arguments, whether the CPU flash kernel supports them)
+    "none": ("mask='none'", True),
+    "causal": ("mask='causal'", True),
+    "bool-padding": ("mask='bool'", True),
+    "float-mask": ("mask='float'", True),
+    "alibi": ("mask='alibi'", True),
+    "gqa": ("kv_heads=2", True),
+    "mqa-causal": ("kv_heads=1, mask='causal'", True),
+    "scale": ("scale=0.6", True),
+    "dropout": ("dropout=0.3", False),
+    "all": ("mask='bool', kv_heads=2, dropout=0.1", False),
+}
+
+
+def _profile(report: TargetReport) -> dict[str, float]:
+    assert report.ok, report.error and report.error.message
+    assert report.estimate is not None and not report.estimate.unknown_ops, report.estimate and report.estimate.unknown_ops
+    profile = {e.module: e.log10_grad_rms for e in report.estimate.profile}
+    assert all(v is not None and math.isfinite(v) for v in profile.values()), profile
+    return profile  # type: ignore[return-value]
+
+
+def _errors(report: TargetReport) -> list[float]:
+    estimated = _profile(report)
+    assert report.probe is not None and report.probe.skipped is None, report.probe and report.probe.skipped
+    measured = {p.module: p.log10_grad_rms for p in report.probe.profile}
+    errors = sorted(abs(estimated[m] - v) for m, v in measured.items() if v is not None and m in estimated)
+    assert len(errors) == len(estimated)
+    return errors
+
+
+def _fixture(path: str) -> Any:
+    spec = importlib.util.spec_from_file_location(Path(path).stem, Path(__file__).resolve().parent.parent / path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _check(target: str, probe: bool = True, **kwargs: Any) -> TargetReport:
+    torch.manual_seed(0)  # same seed, same weights: two spellings of one model are the same model
+    return gradlint.check(target, probe=probe, select=["GL101"], **kwargs)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_fused_attention_is_estimated_as_its_eager_equivalent(variant: str) -> None:
+    args, flash = VARIANTS[variant]
+    eager = _profile(_check(f"{ATTENTION}(impl='eager', {args})", probe=False))
+    for impl in ("sdpa", "math", "flash_cpu") if flash else ("sdpa", "math"):
+        fused = _profile(_check(f"{ATTENTION}(impl='{impl}', {args})", probe=False))
+        assert fused.keys() == eager.keys()
+        worst = max(eager, key=lambda m: abs(fused[m] - eager[m]))
+        assert abs(fused[worst] - eager[worst]) <= 0.1, (impl, worst, fused[worst], eager[worst])
+
+
+@pytest.mark.parametrize("variant", ["causal", "alibi", "all"])
+def test_fused_attention_matches_the_probe(variant: str) -> None:
+    errors = _errors(_check(f"{ATTENTION}(impl='sdpa', {VARIANTS[variant][0]})"))
+    assert errors[len(errors) // 2] <= 0.05 and errors[-1] <= 0.15, errors
+
+
+def test_a_mask_is_read_as_fewer_keys_not_as_logit_spread() -> None:
+    reports = {mask: _check(f"{ATTENTION}(impl='eager', mask='{mask}')", probe=False) for mask in ("none", "float", "alibi")}
+    estimates: dict[str, Estimate] = {m: r.estimate for m, r in reports.items()}  # type: ignore[misc]
+
+    def softmax_notes(est: Estimate) -> list[dict[str, Any]]:
+        return [est.notes[n.name] for n in est.graph.ops() if n.op in ("softmax", "_softmax")]
+
+    unmasked = softmax_notes(estimates["none"])
+    for mask in ("float", "alibi"):
+        notes = softmax_notes(estimates[mask])
+        assert [round(n["logit_std"], 6) for n in notes] == [round(n["logit_std"], 6) for n in unmasked]
+    # fewer keys per row: each value row is averaged over fewer keys, so more of its gradient survives
+    kv = {m: {e.module: e.log10_grad_rms for e in est.profile}["kv.0"] for m, est in estimates.items()}
+    assert kv["float"] > kv["none"] + 0.1 and kv["alibi"] >= kv["float"]
+
+
+MEASURED = {
+    # target: (median tolerance, max tolerance) in decades
+    "fixtures/estimator/mutation.py:RWKVLike": (0.1, 0.15),
+    "fixtures/estimator/mutation.py:InPlaceAccumulate": (0.05, 0.1),
+    "fixtures/estimator/mutation.py:IndexedWrite": (0.05, 0.1),
+    "fixtures/estimator/weightnorm.py:BiTStack": (0.05, 0.1),
+    "fixtures/estimator/weightnorm.py:PlainStdConvs": (0.05, 0.1),
+    "fixtures/estimator/weightnorm.py:NFStack": (0.05, 0.1),
+    "fixtures/estimator/weightnorm.py:WeightNormMLP": (0.1, 0.15),
+    "fixtures/estimator/weightnorm.py:SpectralNormMLP": (0.1, 0.15),
+    "fixtures/estimator/constants.py:ConstantScales": (0.05, 0.1),
+}
+
+
+@pytest.mark.parametrize("target", list(MEASURED), ids=[t.split(":")[-1] for t in MEASURED])
+def test_estimate_matches_measurement(target: str) -> None:
+    median_tol, max_tol = MEASURED[target]
+    errors = _errors(_check(target))
+    assert errors[len(errors) // 2] <= median_tol and errors[-1] <= max_tol, errors
+
+
+def test_slice_writes_keep_the_parameters_live() -> None:
+    """`out[:, t] = ...` is a select and an in-place copy: the written values must still reach the output."""
+    torch.manual_seed(0)
+    report = gradlint.check("fixtures/estimator/mutation.py:RWKVLike", probe=False, select=["GL002"])
+    assert report.ok and report.findings == []
+    graph = report.graph
+    assert graph is not None
+    live = {r.param for r in graph if r.param and r.name in graph.live}
+    assert {"key.weight", "value.weight", "receptance.weight", "time_decay"} <= live
+
+
+@pytest.mark.parametrize("name", ["BiTStack", "PlainStdConvs", "NFStack"])
+def test_weight_standardisation_is_not_a_batch_statistic(name: str) -> None:
+    """On the real weights and on the meta device (no values: the per-element moment model) alike, a
+    standardised conv passes its signal on; no layer's estimate collapses to zero and no ReLU reads dead."""
+    target = f"fixtures/estimator/weightnorm.py:{name}"
+    torch.manual_seed(0)
+    real = gradlint.check(target, probe=False, select=["GL301"])
+    assert real.ok and real.findings == []
+    real_profile = _profile(real)
+    with torch.device("meta"):
+        model = getattr(_fixture("fixtures/estimator/weightnorm.py"), name)()
+    meta = gradlint.check(model, inputs=torch.randn(16, 3, 32, 32, device="meta"), probe=False, select=["GL301"])
+    meta_profile = _profile(meta)
+    assert meta.findings == []
+    for module, value in real_profile.items():
+        assert abs(meta_profile[module] - value) <= 0.1, (module, meta_profile[module], value)
