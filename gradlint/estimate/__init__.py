@@ -5,6 +5,7 @@ Poole et al. 2016, Schoenholz et al. 2017, Hanin 2018, Yang et al. 2019)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -183,7 +184,7 @@ def input_stat(tensor: torch.Tensor) -> Stat:
 
 def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = ()) -> Estimate:
     ctx = _Context(graph, weights)
-    resolver = PointwiseResolver(graph)
+    resolver = PointwiseResolver(graph, ctx.evaluator.uniform)
     gains: dict[str, dict[str, float]] = {}
     pointwise: dict[str, PointwiseInfo] = {}
     unknown: list[str] = []
@@ -228,7 +229,7 @@ def _op_transfer(node: NodeRecord, ctx: _Context, resolver: PointwiseResolver, s
     if is_pointwise(node):
         root = resolver.root(node.name)
         if root is not None and root != node.name:
-            sig = _signature(ctx.graph, node.name, root, signatures)
+            sig = _signature(ctx.graph, node.name, root, signatures, resolver.uniform)
             fn = resolver.composite(node.name, root)
             root_stat = ctx.stat(Ref(root))
             try:
@@ -287,7 +288,7 @@ def _pool_after_activation(graph: ModelGraph, ctx: _Context, resolver: Pointwise
         sd = math.sqrt(root.v)
         at_max = Stat(root.mean + sd * e1, (root.q - root.v) + 2 * root.mean * sd * e1 + root.v * e2, root.v * max(e2 - e1 * e1, 0.0))
         try:
-            stat, moments = pointwise_stat(resolver.composite(src, info.root), ("max", k, _signature(graph, src, info.root, {})), at_max)
+            stat, moments = pointwise_stat(resolver.composite(src, info.root), ("max", k, _signature(graph, src, info.root, {}, resolver.uniform)), at_max)
         except Exception:
             continue
         gains[src] = {info.root: moments.grad_second}
@@ -307,15 +308,18 @@ def _backward(graph: ModelGraph, gains: dict[str, dict[str, float]]) -> dict[str
     return r
 
 
-def _signature(graph: ModelGraph, name: str, root: str, memo: dict[str, Any]) -> Any:
+def _signature(graph: ModelGraph, name: str, root: str, memo: dict[str, Any],
+               uniform: Callable[[str], float | None] = lambda name: None) -> Any:
     if name == root:
         return "x"
+    if name not in memo and uniform(name) is not None:
+        memo[name] = ("constant", uniform(name))  # a folded constant: its value, not how it was made
     if name not in memo:
         node = graph[name]
 
         def conv(v: Any) -> Any:
             if isinstance(v, Ref):
-                return _signature(graph, v.name, root, memo)
+                return _signature(graph, v.name, root, memo, uniform)
             if isinstance(v, (list, tuple)):
                 return tuple(conv(i) for i in v)
             return v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)

@@ -155,6 +155,11 @@ _LAYOUTS = {
 }
 
 
+def mask_float(ctx: Context, mask: Ref) -> bool:
+    dtype = ctx.graph[mask.name].dtype
+    return dtype is None or dtype.is_floating_point
+
+
 def _arg(node: NodeRecord, where: tuple[int, str] | None, default: Any) -> Any:
     return default if where is None else node.arg(where[0], where[1], default)
 
@@ -195,6 +200,9 @@ def sdpa(node: NodeRecord, ctx: Context) -> Result:
     _add_gain(gains, vn, shared * n_queries * concentration / n_keys)
     _add_gain(gains, qn, scale * scale * ks.q * dv * vs.q * gain_sum)
     _add_gain(gains, kn, shared * n_queries / n_keys * scale * scale * qs.q * dv * vs.q * gain_sum)
+    if isinstance(mask, Ref) and mask_float(ctx, mask):  # an additive bias (a learnt position bias) is a logit
+        logits = ctx.numel(qn) // max(qshape[-1], 1) * n_keys
+        _add_gain(gains, mask, dv * vs.q * gain_sum / n_keys * logits / max(ctx.numel(mask), 1))
     out = Stat(vs.mean, out_q, out_q)
     if layout.outputs > 1:
         ctx.tuple_result(node, [out] + [ZERO] * (layout.outputs - 1))

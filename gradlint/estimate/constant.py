@@ -67,6 +67,7 @@ class Evaluator:
         self.weights = weights
         self.free = data_independent(graph)
         self.values: dict[str, Any] = {}
+        self._uniform: dict[str, float | None] = {}
 
     def value(self, name: str) -> Any:
         """The node's real value (tensor, number), or None where it cannot be computed for real."""
@@ -84,6 +85,20 @@ class Evaluator:
             result = self._run(node)
         self.values[name] = result
         return result
+
+    def uniform(self, name: str) -> float | None:
+        """The one number a data-independent tensor holds everywhere (a filled or shifted constant), or None."""
+        if name not in self.free or self.graph[name].kind is NodeKind.PARAM:
+            return None  # a parameter is trained away from any single value: an input of its own
+        if name not in self._uniform:
+            value = self.value(name)
+            result = None
+            if isinstance(value, torch.Tensor) and 0 < value.numel() <= MAX_NUMEL and not value.is_complex():
+                flat = value.reshape(-1)
+                if bool((flat == flat[0]).all()):
+                    result = float(flat[0])
+            self._uniform[name] = result
+        return self._uniform[name]
 
     def tensor(self, name: str) -> torch.Tensor | None:
         value = self.value(name)

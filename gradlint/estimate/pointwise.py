@@ -32,8 +32,9 @@ def is_pointwise(node: NodeRecord) -> bool:
 class PointwiseResolver:
     """Finds each pointwise node's root and builds the composite φ(root) it computes."""
 
-    def __init__(self, graph: ModelGraph) -> None:
+    def __init__(self, graph: ModelGraph, uniform: Callable[[str], float | None] = lambda name: None) -> None:
         self.graph = graph
+        self.uniform = uniform  # the value of a node that holds one number everywhere (a computed constant)
         self._roots: dict[str, str | None] = {}
 
     def root(self, name: str, depth: int = 0) -> str | None:
@@ -48,6 +49,8 @@ class PointwiseResolver:
             roots = set()
             for ref in node.inputs:
                 src = self.graph[ref]
+                if self.uniform(ref) is not None:
+                    continue  # a constant such as `zeros(...) - 1e38`: part of the function, not an input
                 if src.shape is None:
                     roots.add(None)
                 elif src.shape == () and src.kind is not NodeKind.OP:
@@ -66,6 +69,8 @@ class PointwiseResolver:
             memo: dict[str, torch.Tensor] = {root: points}
 
             def value(ref: str) -> torch.Tensor:
+                if ref not in memo and ref != root and self.uniform(ref) is not None:
+                    memo[ref] = torch.tensor(self.uniform(ref), dtype=points.dtype)
                 if ref not in memo:
                     node = graph[ref]
                     args = _substitute(node.args, value)

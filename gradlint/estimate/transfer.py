@@ -601,6 +601,13 @@ def constant(node: NodeRecord, ctx: Context) -> Result:
         return Stat(value, value * value, 0.0), {}
     if node.op in ("randn", "randn_like"):
         return Stat(0.0, 1.0, 1.0), {}
+    if node.op in ("rand", "rand_like"):  # U(0, 1): stochastic depth's keep mask is floor(keep + rand)
+        return Stat(0.5, 1.0 / 3.0, 1.0 / 12.0), {}
+    if node.op == "bernoulli":  # bernoulli(probs) or x.bernoulli_(p): a 0/1 draw with P(1) = p
+        p = node.arg(1, "p", None)
+        mean = float(p) if isinstance(p, (int, float)) else ctx.stat(node.arg(0)).mean
+        mean = min(max(mean, 0.0), 1.0)
+        return Stat(mean, mean, mean * (1.0 - mean)), {}
     if node.op in ("tril", "triu"):
         return ctx.stat(node.arg(0)).scaled(math.sqrt(0.5)), {_ref(node.arg(0)) or "": 0.5}
     return ZERO, {}
