@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from gradlint.estimate import attention, linalg, recurrent, scatter  # noqa: F401  (register their transfers)
-from gradlint.estimate.constant import Evaluator, element_stat
+from gradlint.estimate.constant import Evaluator, element_stat, within_unit_variance
 from gradlint.estimate.elementwise import is_float, mix
 from gradlint.estimate.pointwise import PointwiseResolver, Shape, derivative_shape, is_pointwise, pointwise_stat
 from gradlint.estimate.stat import Stat, UNIT, ZERO
@@ -257,11 +257,17 @@ def _op_transfer(node: NodeRecord, ctx: _Context, resolver: PointwiseResolver, s
 
 def _constant(node: NodeRecord, ctx: _Context, modelled: Stat) -> Stat:
     """A data-independent node's statistics: over its real value's elements where it has one, else the
-    moment model's (read per element). Downstream it is constant across the batch, like a weight."""
-    real = element_stat(ctx.evaluator.value(node.name))
+    moment model's (read per element). Downstream it is constant across the batch, like a weight, but may
+    vary along positions (a position table), which is its within-unit variance."""
+    value = ctx.evaluator.value(node.name)
+    real = element_stat(value)
     elements = Stat(*real) if real is not None else Stat(modelled.mean, modelled.q, modelled.var)
     ctx.elements[node.name] = elements
-    return Stat(elements.mean, elements.q, 0.0)
+    if real is not None:
+        within = within_unit_variance(value)
+    else:
+        within = modelled.var if node.shape is not None and len(node.shape) >= 2 else 0.0
+    return Stat(elements.mean, elements.q, min(within, elements.q))
 
 
 _MAX_POOLS = ("max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices", "max_pool2d_with_indices",

@@ -161,3 +161,16 @@ def element_stat(value: Any) -> tuple[float, float, float] | None:
             return None
     mean, second = float(flat.mean()), float((flat * flat).mean())
     return mean, second, max(second - mean * mean, 0.0)
+
+
+def within_unit_variance(value: Any) -> float:
+    """The variance of a constant tensor within a unit across positions (the estimator's `v`): over every
+    dimension but the feature one (dim 1 of a 2-d or 4-d+ tensor, the last of a 3-d one, as `_reduced`
+    reads them). A position table varies along the sequence; a per-channel vector does not."""
+    if not isinstance(value, torch.Tensor) or value.dim() < 2 or value.is_complex() or value.numel() > MAX_NUMEL:
+        return 0.0
+    t = value.detach().double()
+    t = torch.where(torch.isfinite(t), t, torch.zeros_like(t))
+    feature = value.dim() - 1 if value.dim() == 3 else 1
+    dims = [d for d in range(value.dim()) if d != feature]
+    return float(t.var(dim=dims, unbiased=False).mean()) if t.numel() > t.shape[feature] else 0.0
