@@ -85,7 +85,8 @@ def _functionalised(program: torch.export.ExportedProgram) -> torch.export.Expor
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return program.run_decompositions({})
+            functional: torch.export.ExportedProgram = program.run_decompositions({})
+            return functional
     except Exception:  # keep the graph as exported: the estimate then misses the write, not the model
         return program
 
