@@ -65,6 +65,7 @@ nn.init.zeros_(self.lstm.bias_ih_l0)
     VALID = ("fixtures/cases/healthy.py:LSTMForgetBias1", "fixtures/zoo/lstm_lm.py:LSTMLanguageModel",
              "fixtures/rules/recurrent_cases.py:ShortVanillaRNN")
     INVALID = ("fixtures/cases/failures.py:LongVanillaRNN", "fixtures/cases/failures.py:LSTMZeroForgetBias")
+    VALID += ("fixtures/cases/lookalikes.py:ReLURNNLM",)
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         graph, est = ctx.graph, ctx.estimate
@@ -77,6 +78,8 @@ nn.init.zeros_(self.lstm.bias_ih_l0)
                 continue
             if decades > -self.opts["min_decades"]:
                 continue
+            if _loss_at_every_step(ctx, node.name, steps):
+                continue  # every step's output reaches the loss directly: its gradient need not travel back in time
             evidence = {"steps": steps, "gain_per_step": round(gain, 4), "log10_through_time": round(decades, 2)}
             where = node.module or "<root>"
             if node.op in VANILLA:
@@ -99,3 +102,31 @@ nn.init.zeros_(self.lstm.bias_ih_l0)
                 f"as Jozefowicz et al. recommend, and clip gradients."
             )
             yield self.finding(ctx, node.module, message, node=node, fix=LSTM_FIX, evidence=evidence)
+
+
+# Indexing ops: when one keeps only a few of the sequence's steps, the steps it drops get no direct gradient.
+_PICKS = frozenset({"select", "slice", "index", "narrow", "gather", "index_select", "take_along_dim"})
+
+
+def _loss_at_every_step(ctx: RuleContext, rnn: str, steps: int) -> bool:
+    """The sequence output reaches the model's output without an indexing op that keeps only a few steps
+    (per-step logits, pooling over time): then each step's gradient arrives from its own output, and the decay
+    through time costs only long-range credit, not training. A model that reads `out[:, -1]` or the final
+    hidden state depends on the gradient travelling back through every step."""
+    graph = ctx.graph
+    sequence = [u.name for u in graph.users(rnn) if u.op == "getitem" and u.args[1:2] == (0,)]
+    stack, seen = list(sequence), set(sequence)
+    while stack:
+        name = stack.pop()
+        if name == graph.output:
+            return True
+        for user in graph.users(name):
+            node = graph[name]
+            if user.name in seen:
+                continue
+            if user.op in _PICKS and node.numel and user.numel * max(steps, 1) <= 2 * node.numel:
+                continue  # keeps at most two of the steps: a last-state readout
+            seen.add(user.name)
+            stack.append(user.name)
+    return False
+
