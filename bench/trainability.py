@@ -19,7 +19,7 @@ gradlint's verdict is the highest severity of its findings (all rules, probe on,
 Tasks (by the model's input): float [B, 64] -> 8x8 digits drawn as noisy seven-segment glyphs (10 classes;
 `--data sklearn` uses scikit-learn's bundled digits if installed); float [B, C, H, W] -> the same glyphs
 as images (resized); int64 [B, T] -> which marker token (one of C) appears somewhere in a sequence of filler
-tokens (per-sequence outputs), or predict the previous token (per-step outputs [B, T, V]).
+tokens (per-sequence outputs), or each token's class under a fixed random table (per-step outputs [B, T, V]).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from gradlint.pipeline import CheckOptions, TargetReport, check_target  # noqa: 
 from gradlint.probe import first_tensor  # noqa: E402
 from gradlint.registry import all_rules  # noqa: E402
 from gradlint.types import Severity  # noqa: E402
+from gradlint.updates import Updates  # noqa: E402
 
 STEPS = 300
 NOISE = 0.25  # pixel noise of the generated digits (strokes are 0.5-1.5)
@@ -89,6 +90,9 @@ def grid(quick: bool) -> list[str]:
         f"{cases}/healthy.py:ScaledAttention(d_model=64, num_blocks=2)",
         f"{cases}/explosion.py:UniformHundred", f"{cases}/explosion.py:DefaultTwoLayer",
         f"{cases}/explosion.py:LargeThenNorm",
+        f"{cases}/lookalikes.py:SqrtScaledAttention", f"{cases}/lookalikes.py:SEResidualNet(channels=16, num_blocks=4)",
+        f"{cases}/lookalikes.py:TinyHeadTransformer", f"{cases}/lookalikes.py:LayerScaleMLP",
+        f"{cases}/lookalikes.py:ReLURNNLM",
         "fixtures/zoo/deep_sigmoid.py:DeepSigmoidMLP(in_features=64)",
         "fixtures/zoo/lstm_lm.py:LSTMLanguageModel(vocab_size=64, num_layers=1, dropout=0.0)",
         "fixtures/zoo/gpt2.py:GPT2(vocab_size=64, block_size=32, n_embd=32, n_layer=2, n_head=2)",
@@ -180,10 +184,11 @@ def make_task(model: nn.Module, example: torch.Tensor, source: str, seed: int = 
             break
     length = example.shape[1]
     n = n_train + n_test
-    if y.dim() == 3:  # per-step outputs: predict the previous token
-        tokens = torch.randint(0, min(vocab, y.shape[-1]), (n, length), generator=generator)
-        target = torch.roll(tokens, 1, 1)
-        return Task(tokens[:n_train], target[:n_train], tokens[n_train:], target[n_train:], min(vocab, y.shape[-1]), True)
+    if y.dim() == 3:  # per-step outputs: each token's class under a fixed random table (no positions needed)
+        tokens = torch.randint(0, vocab, (n, length), generator=generator)
+        table = torch.randint(0, y.shape[-1], (vocab,), generator=generator)
+        target = table[tokens]
+        return Task(tokens[:n_train], target[:n_train], tokens[n_train:], target[n_train:], y.shape[-1], True)
     classes = y.shape[-1]
     tokens = torch.randint(classes, vocab, (n, length), generator=generator)
     labels = torch.randint(0, classes, (n,), generator=generator)
@@ -208,7 +213,7 @@ def _loss(out: Any, y: torch.Tensor, task: Task) -> torch.Tensor:
     logits = first_tensor(out)
     assert logits is not None
     if task.per_step:
-        return F.cross_entropy(logits[:, 1:].reshape(-1, logits.shape[-1]), y[:, 1:].reshape(-1))
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
     return F.cross_entropy(logits, y)
 
 
@@ -221,7 +226,7 @@ def _accuracy(model: nn.Module, task: Task) -> float:
     if not torch.isfinite(logits).all():
         return 0.0
     if task.per_step:
-        return float((logits[:, 1:].argmax(-1) == task.y_test[:, 1:]).float().mean())
+        return float((logits.argmax(-1) == task.y_test).float().mean())
     return float((logits.argmax(-1) == task.y_test).float().mean())
 
 
@@ -285,29 +290,58 @@ def verdict(report: TargetReport) -> tuple[Severity | None, str]:
 
 
 def features(report: TargetReport) -> dict[str, float]:
-    """Numbers the rules could be fitted on: predicted update spread and first-layer gradient."""
+    """The numbers gradlint's verdicts are fitted on (gradlint.updates and GL205)."""
     out: dict[str, float] = {}
-    est = report.estimate
-    if est is None:
+    est, graph = report.estimate, report.graph
+    if est is None or graph is None:
         return out
-    updates = [p.log10_update_ratio for p in est.profile if p.log10_update_ratio is not None]
+    updates = Updates(graph, est)
+    out["update_lag"] = updates.vanishing()[0]  # decades the slowest layer trails a later one
+    out["update_lead"] = updates.exploding()[0]  # decades an early layer outruns a later one
     grads = [p.log10_grad_rms for p in est.profile if p.log10_grad_rms is not None]
-    if updates:
-        out["update_spread"] = updates[-1] - min(updates)  # how far the slowest layer lags the head
-        out["update_growth"] = max(updates) - updates[-1]  # how far the fastest layer outruns the head
-        out["update_head"] = updates[-1]
     if grads:
         out["grad_min"] = min(grads)
-        out["grad_max"] = max(grads)
+    weights = [_weight_log10_grad(report, p.module, p.log10_update_ratio) for p in est.profile]
+    known = [w for w in weights if w is not None]
+    if known:
+        out["weight_grad_min"] = min(known)  # log10 RMS(dL/dW) of the layer that gets the least
+    gain = _output_gain(report)
+    if gain is not None:
+        out["output_gain"] = gain
     return out
 
 
-def run_one(target: str, steps: int, source: str, options: CheckOptions) -> Row | str:
+def _weight_log10_grad(report: TargetReport, module: str, update: float | None) -> float | None:
+    """log10 RMS(dL/dW) = the update ratio plus log10 RMS(W)."""
+    graph, est = report.graph, report.estimate
+    layer = graph.layer_named(module) if graph else None
+    if update is None or layer is None or est is None:
+        return None
+    node = next((r for r in graph if r.param == layer.weight), None)
+    q = est.stats[node.name].q if node is not None and node.name in est.stats else 0.0
+    return update + 0.5 * math.log10(q) if q > 0 else None
+
+
+def _output_gain(report: TargetReport) -> float | None:
+    graph, est = report.graph, report.estimate
+    if graph is None or est is None:
+        return None
+    from gradlint.graph import NodeKind
+
+    qs = [est.stats[r.name].q for r in graph if r.kind is NodeKind.INPUT and r.name in est.stats]
+    q_in = max([q for q in qs if q > 0], default=1.0)
+    out = est.stats.get(graph.output)
+    return 0.5 * math.log10(out.q / q_in) if out is not None and out.q > 0 and math.isfinite(out.q) else None
+
+
+def run_one(target: str, steps: int, source: str, options: CheckOptions, saved: dict[str, Any] | None = None) -> Row | str:
     start = time.perf_counter()
     report = check_target(target, options)
     if not report.ok:
         return f"{target}: gradlint error: {report.error.message[:200] if report.error else ''}"
     top, codes = verdict(report)
+    if saved is not None:  # --replay: the training outcomes of an earlier run, gradlint's verdict afresh
+        return Row(target, Run(**saved["sgd"]), Run(**saved["adam"]), top, codes, features(report), time.perf_counter() - start)
     runs = []
     for optimizer in ("sgd", "adam"):
         with restored_interpreter_state():
@@ -335,17 +369,15 @@ def fit(rows: list[Row]) -> None:
     for name in sorted({k for r in rows for k in r.features}):
         for label, failed in (("fails SGD", lambda r: not r.sgd.learned), ("fails Adam", lambda r: not r.adam.learned)):
             values = sorted({r.features[name] for r in rows if name in r.features})
-            best: tuple[float, float] = (-1.0, 0.0)
-            cuts = [(a + b) / 2 for a, b in zip(values, values[1:])]
-            for t in cuts:
+            known = [r for r in rows if name in r.features]
+            best = (-1.0, 1.0, 0.0)  # (accuracy, direction, threshold)
+            for t in [(a + b) / 2 for a, b in zip(values, values[1:])]:
                 for sign in (1.0, -1.0):
-                    right = sum((sign * (r.features[name] - t) > 0) == failed(r) for r in rows if name in r.features)
-                    acc = right / max(sum(name in r.features for r in rows), 1)
+                    acc = sum((sign * (r.features[name] - t) > 0) == failed(r) for r in known) / max(len(known), 1)
                     if acc > best[0]:
-                        best = (acc, sign * t)
+                        best = (acc, sign, t)
             if best[0] >= 0:
-                direction = ">" if best[1] >= 0 else "<"
-                print(f"  {name:14s} {label:10s}: {direction} {abs(best[1]):7.3f}  accuracy {best[0]:.3f}")
+                print(f"  {name:16s} {label:10s}: {'>' if best[1] > 0 else '<'} {best[2]:8.3f}  accuracy {best[0]:.3f}")
 
 
 def main() -> None:
@@ -356,16 +388,19 @@ def main() -> None:
     parser.add_argument("--data", choices=("glyphs", "sklearn"), default="glyphs")
     parser.add_argument("--only", default="", help="train only targets containing this text")
     parser.add_argument("--json", default="", help="also write every row (outcomes, verdict, features) to this file")
+    parser.add_argument("--replay", default="", help="reuse the training outcomes of an earlier --json file "
+                        "(only gradlint runs again: for fitting thresholds; the README table comes from a full run)")
     opts = parser.parse_args()
     torch.set_num_threads(1)  # a shared machine: one core
     options = CheckOptions(rules=all_rules(), probe=True)
     rows: list[Row] = []
     failures: list[str] = []
     print(f"{'model':62s} {'SGD':8s} {'Adam':8s} {'move':>6s} {'expected':8s} {'gradlint':8s} {'':5s} codes")
+    saved = {r["target"]: r for r in json.loads(Path(opts.replay).read_text())} if opts.replay else {}
     for target in grid(opts.quick):
-        if opts.only and opts.only not in target:
+        if opts.only and opts.only not in target or (opts.replay and target not in saved):
             continue
-        row = run_one(target, opts.steps, opts.data, options)
+        row = run_one(target, opts.steps, opts.data, options, saved.get(target) if opts.replay else None)
         if isinstance(row, str):
             failures.append(row)
             print(row, flush=True)

@@ -50,6 +50,7 @@ model = nn.Sequential(*layers)
         "Confirmed when the measured gradient RMS at the chain's first weighted layer is at least "
         "`min_decades / 2` decades below that at its last weighted layer."
     )
+    judged = True
     options = {"min_length": 3, "min_decades": 2.0}
     plot_activations = ("sigmoid", "tanh")  # drawn by `gradlint explain GL101 --plot`
     VALID = ("fixtures/cases/healthy.py:ShallowSigmoid", "fixtures/cases/healthy.py:SwishMLP",
@@ -110,9 +111,12 @@ model = nn.Sequential(*layers)
         if measured is None:
             return None
         if isinstance(measured, str):  # no gradient, or NaN/Inf, at the chain's first layer
-            return True
+            return self.judge(finding, probe, True)
         finding.evidence["measured_decades"] = round(measured, 3)
-        return measured <= -self.opts["min_decades"] / 2
+        if measured > -self.opts["min_decades"]:
+            finding.message += f" Measured: 10^{measured:.1f} across the chain, less than the threshold of 10^-{self.opts['min_decades']:.0f}."
+            return False
+        return self.judge(finding, probe, True)
 
 
 def _previous_saturating(ctx: RuleContext, start: str, saturating: set[str]) -> Iterator[str]:

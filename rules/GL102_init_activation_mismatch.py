@@ -65,6 +65,7 @@ for _ in range(30):
         "Confirmed when the measured profile changes between the first and the last layer of the mismatched "
         "stack by at least half the estimated decades, in the same direction; refuted otherwise."
     )
+    judged = True
     options = {"min_decades": 1.5, "layer_tolerance": 0.1, "min_layers": 3}
     plot_activations = ("relu", "tanh")  # drawn by `gradlint explain GL102 --plot`
     VALID = ("fixtures/cases/healthy.py:ReLUHe", "fixtures/cases/healthy.py:TanhLeCun",
@@ -139,11 +140,15 @@ for _ in range(30):
             return None
         measured = measured_drift(probe, first, last)
         if measured == "zero":
-            return expected < 0
+            return self.judge(finding, probe, expected < 0)
         if not isinstance(measured, float):
             return None
         finding.evidence["measured_layer_decades"] = round(measured, 3)
-        return (measured < 0) == (expected < 0) and abs(measured) >= abs(expected) / 2
+        if (measured < 0) != (expected < 0) or abs(measured) < float(self.opts["min_decades"]):
+            finding.message += (f" Measured: 10^{measured:+.1f} between {first} and {last}, not the "
+                                f"{self.opts['min_decades']:.1f} decades the rule requires.")
+            return False
+        return self.judge(finding, probe, True)
 
 
 def _link(ctx: RuleContext, layer: WeightedLayer) -> _Link | None:

@@ -47,6 +47,7 @@ model = nn.Sequential(*layers)
         "Confirmed when the measured log10 gradient RMS changes from the top to the bottom of the stack by more "
         "than `min_decades / 2` in the estimated direction; refuted otherwise."
     )
+    judged = True
     options = {"min_depth": 20, "min_decades": 1.5}
     VALID = ("fixtures/cases/healthy.py:ReLUHe", "fixtures/zoo/resnet.py:ResNet", "fixtures/cases/healthy.py:PlainBNCNN56",
              "fixtures/zoo/vgg.py:VGG")
@@ -90,14 +91,17 @@ model = nn.Sequential(*layers)
         bottom = finding.evidence.get("bottom")
         drift = measured_drift(probe, bottom, finding.evidence.get("top"))
         if drift == "zero":
-            return finding.evidence["estimated_drift"] < 0
+            return self.judge(finding, probe, finding.evidence["estimated_drift"] < 0)
         if drift == "nonfinite":
-            return finding.evidence["estimated_drift"] > 0
+            return self.judge(finding, probe, finding.evidence["estimated_drift"] > 0)
         if not isinstance(drift, float):
             return None
         finding.evidence["measured_log10"] = round(probe_entry(probe, bottom).log10_grad_rms, 3)
-        half = float(self.opts["min_decades"]) / 2
-        return drift < -half if finding.evidence["estimated_drift"] < 0 else drift > half
+        threshold = float(self.opts["min_decades"])
+        if (drift < -threshold) if finding.evidence["estimated_drift"] < 0 else (drift > threshold):
+            return self.judge(finding, probe, True)
+        finding.message += f" Measured: 10^{drift:+.1f} across the stack, within the threshold of {threshold:.1f} decades."
+        return False
 
 
 def _merges(ctx: RuleContext, name: str) -> bool:

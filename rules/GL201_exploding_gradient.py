@@ -49,6 +49,7 @@ model = nn.Sequential(*layers)
     # Judged on the estimator's scale-free profile (normalizations' 1/scale amplification removed): a norm
     # that rescales a small residual stream (pre-LN transformers at std 0.02, LLaMA-7B: 10^4 at the
     # embedding) or a BN stack (GL202's business) raises the raw profile without any layer exploding.
+    judged = True
     options = {"max_log10": math.log10(70), "error_log10": 4.0}
     VALID = ("fixtures/cases/healthy.py:PlainBNCNN56", "fixtures/zoo/resnet.py:ResNet", "fixtures/zoo/vgg.py:VGG",
              "fixtures/zoo/gpt2.py:GPT2", "fixtures/zoo/llama.py:Llama(n_layers=8)")
@@ -103,4 +104,8 @@ model = nn.Sequential(*layers)
         if not isinstance(level, float):
             return True if level == "nonfinite" else None
         finding.evidence["measured_log10"] = round(level, 3)
-        return level > self.opts["max_log10"] - 1.0
+        if level <= self.opts["max_log10"]:
+            finding.message += (f" Measured: 10^{level:.2f} at {finding.evidence.get('peak_layer')}, below the threshold "
+                                f"10^{self.opts['max_log10']:.2f}.")
+            return False
+        return self.judge(finding, probe, True)

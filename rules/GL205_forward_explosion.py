@@ -8,6 +8,7 @@ from typing import Any
 
 from gradlint.graph import NodeKind
 from gradlint.rule import Rule, RuleContext
+from gradlint.updates import EXPLODING
 from gradlint.types import Finding, Risk, Severity
 
 
@@ -44,9 +45,9 @@ for m in net:
         "Confirmed when the measured RMS of the model's output is at least `min_log10` decades above the input's "
         "RMS, or is NaN/Inf; the measured magnitude sets the severity."
     )
-    # Fitted by bench/trainability.py --fit (feature output_gain): models whose output exceeds the input by
-    # more than min_log10 decades fail with SGD; beyond error_log10 they fail with Adam too.
-    options = {"min_log10": 2.0, "error_log10": 3.0}
+    # Fitted by bench/trainability.py --fit (feature output_gain, shared with gradlint.updates.EXPLODING):
+    # models whose output exceeds the input by min_log10 decades fail with SGD; by error_log10, with Adam too.
+    options = {"min_log10": EXPLODING["signal_warning"], "error_log10": EXPLODING["signal_error"]}
     VALID = ("fixtures/cases/explosion.py:DefaultTwoLayer", "fixtures/cases/explosion.py:LargeThenNorm",
              "fixtures/cases/healthy.py:ReLUHe", "fixtures/zoo/resnet.py:ResNet", "fixtures/zoo/gpt2.py:GPT2")
     INVALID = ("fixtures/cases/explosion.py:UniformHundred", "fixtures/cases/failures.py:LargeInitReLU")

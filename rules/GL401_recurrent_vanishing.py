@@ -89,7 +89,10 @@ nn.init.zeros_(self.lstm.bias_ih_l0)
                     f"of the gradient of the last. It will not learn dependencies more than a few steps long; use "
                     f"nn.LSTM (forget-gate bias 1) or nn.GRU and clip gradients."
                 )
-                yield self.finding(ctx, node.module, message, node=node, fix=VANILLA_FIX, evidence=evidence)
+                # bench/trainability.py: a plain RNN read at its last step fails with Adam too (error), an LSTM
+                # whose forget gate starts closed fails with plain SGD only (warning).
+                yield self.finding(ctx, node.module, message, node=node, fix=VANILLA_FIX, evidence=evidence,
+                                   severity=Severity.ERROR)
                 continue
             forget = notes.get("forget_gate_mean")
             if forget is None or forget > self.opts["max_forget"]:

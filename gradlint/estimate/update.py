@@ -56,3 +56,25 @@ def log10_update_ratio(est: Estimate, layer: WeightedLayer) -> float | None:
     if not found or not math.isfinite(total) or total <= 0:
         return None
     return 0.5 * math.log10(total / w2.q)
+
+
+def scale_log10_update(est: Estimate, node_name: str) -> float | None:
+    """Predicted log10(RMS(dL/dγ) / RMS(γ)) of a parameter γ that multiplies a tensor elementwise at op
+    `node_name` (LayerScale, a learned gain): each γ element collects numel(out)/numel(γ) products of the
+    output gradient with the other factor. None when the op is not such a product."""
+    graph = est.graph
+    node = graph[node_name]
+    if node.op != "mul" or node.shape is None:
+        return None
+    refs = [a for a in node.args if isinstance(a, Ref)]
+    params = [a for a in refs if graph[a.name].kind is NodeKind.PARAM]
+    others = [a for a in refs if graph[a.name].kind is not NodeKind.PARAM]
+    if len(params) != 1 or len(others) != 1:
+        return None
+    gamma, other = graph[params[0].name], others[0].name
+    g2, q_other = est.stats.get(gamma.name), est.stats.get(other)
+    if g2 is None or q_other is None or g2.q <= 0 or gamma.shape is None:
+        return None
+    share = math.prod(node.shape) / max(math.prod(gamma.shape), 1)
+    total = share * est.r.get(node_name, 0.0) * q_other.q
+    return 0.5 * math.log10(total / g2.q) if total > 0 and math.isfinite(total) else None
