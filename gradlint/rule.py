@@ -16,6 +16,10 @@ from gradlint.recorder import ConstructionRecord, class_location
 from gradlint.types import Finding, ProfileEntry, Risk, Severity, SourceLocation
 from gradlint.updates import Updates, Verdict, exploding_verdict, vanishing_verdict
 
+# The one meaning of severity (README "Severity"; `gradlint explain` prints it), fitted on bench/trainability.py.
+SEVERITY_MEANING = ("error = the model will not train even with Adam; warning = it will not train with plain SGD, "
+                    "or needs a trick to; info = measurable but harmless")
+
 # Every op name the estimator treats as batch norm (aten variants of one layer).
 BATCH_NORM_OPS = frozenset(op for op, fn in TRANSFERS.items() if fn is batch_norm)
 

@@ -48,12 +48,14 @@ model = nn.Sequential(*layers)
     )
     probe_criterion = (
         "Confirmed when the measured gradient RMS at the chain's first weighted layer is at least "
-        "`min_decades / 2` decades below that at its last weighted layer."
+        "`min_decades` (the rule's own threshold) decades below that at its last weighted layer."
+        " The measured update lag and forward signal then set the severity (gradlint.updates); a refuted finding says what was measured."
     )
     judged = True
     options = {"min_length": 3, "min_decades": 2.0}
     plot_activations = ("sigmoid", "tanh")  # drawn by `gradlint explain GL101 --plot`
     VALID = ("fixtures/cases/healthy.py:ShallowSigmoid", "fixtures/cases/healthy.py:SwishMLP",
+             "fixtures/cases/lookalikes.py:SqrtScaledAttention",
              "fixtures/cases/healthy.py:SigmoidInResidual", "fixtures/cases/healthy.py:GLUMLP")
     INVALID = ("fixtures/zoo/deep_sigmoid.py:DeepSigmoidMLP", "fixtures/cases/failures.py:HeInitSigmoid")
 

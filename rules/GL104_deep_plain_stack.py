@@ -45,7 +45,8 @@ model = nn.Sequential(*layers)
     )
     probe_criterion = (
         "Confirmed when the measured log10 gradient RMS changes from the top to the bottom of the stack by more "
-        "than `min_decades / 2` in the estimated direction; refuted otherwise."
+        "than `min_decades` (the rule's own threshold) in the estimated direction; refuted otherwise."
+        " The measured update lag and forward signal then set the severity (gradlint.updates); a refuted finding says what was measured."
     )
     judged = True
     options = {"min_depth": 20, "min_decades": 1.5}

@@ -43,8 +43,9 @@ model = nn.Sequential(*layers)
         "Poole et al. 2016; Schoenholz et al. 2017, Deep information propagation (the chaotic phase)",
     )
     probe_criterion = (
-        "Confirmed when the measured gradient RMS at the peak layer is above `max_log10 - 1` decades relative to "
-        "the output gradient, or is NaN/Inf."
+        "Confirmed when the measured gradient RMS at the peak layer is above `max_log10` (the rule's own "
+        "threshold) relative to the output gradient, or is NaN/Inf."
+        " The measured update lag and forward signal then set the severity (gradlint.updates); a refuted finding says what was measured."
     )
     # Judged on the estimator's scale-free profile (normalizations' 1/scale amplification removed): a norm
     # that rescales a small residual stream (pre-LN transformers at std 0.02, LLaMA-7B: 10^4 at the

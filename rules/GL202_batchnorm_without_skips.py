@@ -46,7 +46,8 @@ model = nn.Sequential(*layers)
     )
     probe_criterion = (
         "Confirmed when the measured gradient RMS at the first weighted layer of the stack is at least "
-        "`min_decades / 2` decades above the output gradient, or is NaN/Inf."
+        "`min_decades` (the rule's own threshold) decades above the output gradient, or is NaN/Inf."
+        " The measured update lag and forward signal then set the severity (gradlint.updates); a refuted finding says what was measured."
     )
     # Both stacks grow at the same rate per BN layer; what separates them is how far the gradient at the
     # stack's bottom rises above the output's: 10^3.2 for the 40-layer BN MLP, 10^1.88 for the 56-layer CNN
