@@ -305,9 +305,9 @@ def features(report: TargetReport) -> dict[str, float]:
     known = [w for w in weights if w is not None]
     if known:
         out["weight_grad_min"] = min(known)  # log10 RMS(dL/dW) of the layer that gets the least
-    gain = _output_gain(report)
+    gain = updates.signal_gain  # the forward signal at the last judged layer, as the verdicts read it
     if gain is not None:
-        out["output_gain"] = gain
+        out["output_gain"] = gain[0]
     return out
 
 
@@ -320,18 +320,6 @@ def _weight_log10_grad(report: TargetReport, module: str, update: float | None) 
     node = next((r for r in graph if r.param == layer.weight), None)
     q = est.stats[node.name].q if node is not None and node.name in est.stats else 0.0
     return update + 0.5 * math.log10(q) if q > 0 else None
-
-
-def _output_gain(report: TargetReport) -> float | None:
-    graph, est = report.graph, report.estimate
-    if graph is None or est is None:
-        return None
-    from gradlint.graph import NodeKind
-
-    qs = [est.stats[r.name].q for r in graph if r.kind is NodeKind.INPUT and r.name in est.stats]
-    q_in = max([q for q in qs if q > 0], default=1.0)
-    out = est.stats.get(graph.output)
-    return 0.5 * math.log10(out.q / q_in) if out is not None and out.q > 0 and math.isfinite(out.q) else None
 
 
 def run_one(target: str, steps: int, source: str, options: CheckOptions, saved: dict[str, Any] | None = None) -> Row | str:
@@ -362,22 +350,69 @@ def _outcome(run: Run) -> str:
     return f"{'yes' if run.learned else 'NO '} {run.accuracy:4.2f}"
 
 
-def fit(rows: list[Row]) -> None:
-    """For each feature, the threshold that best separates models that fail with SGD from those that
-    train, and those that fail with Adam from the rest (the rules' options come from these lines)."""
-    print("\nfitted thresholds (feature > t predicts failure):")
-    for name in sorted({k for r in rows for k in r.features}):
-        for label, failed in (("fails SGD", lambda r: not r.sgd.learned), ("fails Adam", lambda r: not r.adam.learned)):
-            values = sorted({r.features[name] for r in rows if name in r.features})
-            known = [r for r in rows if name in r.features]
-            best = (-1.0, 1.0, 0.0)  # (accuracy, direction, threshold)
-            for t in [(a + b) / 2 for a, b in zip(values, values[1:])]:
-                for sign in (1.0, -1.0):
-                    acc = sum((sign * (r.features[name] - t) > 0) == failed(r) for r in known) / max(len(known), 1)
-                    if acc > best[0]:
-                        best = (acc, sign, t)
-            if best[0] >= 0:
-                print(f"  {name:16s} {label:10s}: {'>' if best[1] > 0 else '<'} {best[2]:8.3f}  accuracy {best[0]:.3f}")
+# The verdict thresholds the fit searches: (feature, sign, gradlint name). A model's simulated verdict is the
+# worst severity any of them gives, as gradlint.updates combines them.
+FITTED = (("update_lag", 1.0, "VANISHING lag"), ("output_gain", -1.0, "VANISHING signal"),
+          ("update_lead", 1.0, "EXPLODING lead"), ("output_gain", 1.0, "EXPLODING signal (and GL205)"))
+
+
+def _simulated(row: Row, cuts: list[tuple[float, float]]) -> int:
+    """0 / 1 / 2 (none, warning, error) from the row's features and (warning, error) cuts per FITTED entry."""
+    worst = 0
+    for (name, sign, _), (warn, err) in zip(FITTED, cuts):
+        value = row.features.get(name)
+        if value is not None:
+            worst = max(worst, 2 if sign * value >= err else 1 if sign * value >= warn else 0)
+    return worst
+
+
+def _score(rows: list[Row], cuts: list[tuple[float, float]]) -> tuple[float, int]:
+    """(agreement, trainable models warned) of the simulated verdicts."""
+    rank = {None: 0, Severity.WARNING: 1, Severity.ERROR: 2}
+    sims = [_simulated(r, cuts) for r in rows]
+    agree = sum(s == rank[r.expected] for s, r in zip(sims, rows)) / max(len(rows), 1)
+    return agree, sum(1 for s, r in zip(sims, rows) if s and r.expected is None)
+
+
+def fit(rows: list[Row], start: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Coordinate search over the cut points (midpoints between observed values) that maximises agreement of
+    the simulated verdict with the training outcome, never warning a model that trains with both optimizers
+    when that can be avoided. Prints the thresholds gradlint.updates should hold."""
+    cuts = list(start)
+
+    def objective(c: list[tuple[float, float]]) -> float:
+        agree, warned = _score(rows, c)
+        return agree - 0.05 * warned
+
+    for _ in range(4):
+        for i, (name, sign, _) in enumerate(FITTED):
+            values = sorted({sign * r.features[name] for r in rows if name in r.features})
+            candidates = [(a + b) / 2 for a, b in zip(values, values[1:])] + [math.inf]
+            for which in (0, 1):
+                best, best_value = objective(cuts), cuts[i][which]
+                for t in candidates:
+                    trial = list(cuts)
+                    warn, err = trial[i]
+                    trial[i] = (t, max(err, t)) if which == 0 else (min(warn, t), t)
+                    value = objective(trial)
+                    if value > best + 1e-9:
+                        best, best_value = value, t
+                warn, err = cuts[i]
+                cuts[i] = (best_value, max(err, best_value)) if which == 0 else (min(warn, best_value), best_value)
+    agree, warned = _score(rows, cuts)
+    print(f"\nfitted thresholds (simulated verdict agreement {agree:.3f}, trainable warned {warned}):")
+    for (name, sign, used), (warn, err) in zip(FITTED, cuts):
+        side = ">=" if sign > 0 else "<="
+        print(f"  {used:30s} {name} {side} {sign * warn:6.2f} -> warning, {side} {sign * err:6.2f} -> error")
+    return cuts
+
+
+def current_cuts() -> list[tuple[float, float]]:
+    """The thresholds gradlint holds now, in FITTED order."""
+    from gradlint.updates import EXPLODING, VANISHING
+
+    return [(VANISHING["lag_warning"], VANISHING["lag_error"]), (VANISHING["signal_warning"], VANISHING["signal_error"]),
+            (EXPLODING["lead_warning"], EXPLODING["lead_error"]), (EXPLODING["signal_warning"], EXPLODING["signal_error"])]
 
 
 def main() -> None:
@@ -412,7 +447,7 @@ def main() -> None:
               f"{row.expected.value if row.expected else '-':8s} {row.verdict.value if row.verdict else '-':8s} {mark:5s} "
               f"{row.codes}", flush=True)
     if opts.fit:
-        fit(rows)
+        fit(rows, current_cuts())
     if opts.json:
         Path(opts.json).write_text(json.dumps([asdict(r) | {"expected": r.expected and r.expected.value,
                                                            "verdict": r.verdict and r.verdict.value} for r in rows], indent=1))

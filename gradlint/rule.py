@@ -180,8 +180,12 @@ def judged_severity(rule: Rule, finding: Finding, probe: Any = None) -> Severity
         said = verdict.describe(finding.risk.value)
         if said:
             finding.message += f" Measured: {said}."
-    if verdict.severity is Severity.INFO and probe is None:
+    if probe is None:
         said = verdict.describe(finding.risk.value)
-        finding.message += (f" Training should cope: {said}, within what plain SGD trains through "
-                            "(info)." if said else " (info: within what plain SGD trains through.)")
+        said = f" ({said})" if said else ""
+        finding.message += {
+            Severity.INFO: f" Training should cope{said}: within what plain SGD trains through (info).",
+            Severity.WARNING: f" Plain SGD will not train it{said}; Adam can (warning).",
+            Severity.ERROR: f" Neither plain SGD nor Adam will train it{said} (error).",
+        }[verdict.severity]
     return verdict.severity

@@ -99,8 +99,6 @@ model = nn.Sequential(*layers)
             )
             if overall is not None:
                 message += f"; layers before it receive 10^{overall:.1f} of the output gradient"
-                if overall < -3:
-                    message += ". SGD will not train them; adaptive optimizers only partly compensate"
             yield self.finding(
                 ctx, node.module, message + ".", node=node, fix=self.fix, severity=severity,
                 evidence={"length": len(links), "estimated_decades": round(decades, 3), "derivative_bound": bound,

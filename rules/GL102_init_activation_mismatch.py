@@ -129,8 +129,7 @@ for _ in range(30):
             f"x{forward:.2f}), which compounds to 10^{decades:+.1f} across the stack. "
         )
         if vanishing:
-            message += (f"{first.layer.module} receives 10^{start:.1f} of the output gradient; SGD will not train "
-                        "the early layers, adaptive optimizers partly compensate. ")
+            message += f"{first.layer.module} receives 10^{start:.1f} of the output gradient. "
         else:
             message += f"{first.layer.module} receives 10^{start:+.1f} of the output gradient: expect unstable first steps. "
         message += advice

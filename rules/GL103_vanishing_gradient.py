@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from gradlint.rule import Rule, RuleContext, probe_entry, training_verdict
+from gradlint.rule import Rule, RuleContext, probe_entry
 from gradlint.types import Finding, Risk, Severity
 
 
@@ -85,10 +85,7 @@ for m in layers:
             message += (f"The steepest fall is between {steep_next.module} and {steep.module} "
                         f"(x10^{-fall:.1f}). ")
         message += "Match the init to the activation, or add normalization or residual connections."
-        verdict = training_verdict(ctx, Risk.VANISHING)
-        if verdict.severity is not Severity.INFO:
-            message += (" Plain SGD will not train these layers" + (" and neither will Adam" if verdict.severity is
-                        Severity.ERROR else "; Adam can") + ".")
+
         yield self.finding(
             ctx, lowest.module, message, fix=self.fix,
             evidence={"threshold": threshold, "estimated_log10": round(low, 3), "layers_below": len(starved),

@@ -79,8 +79,7 @@ model = nn.Sequential(*layers)
             f"with no normalization and no skip path, and the gradient {direction} along it: {bottom.module} receives "
             f"10^{low:.1f} of the output gradient (10^{low - high:+.1f} across the stack). "
         )
-        message += ("SGD will not train the early layers; adaptive optimizers partly compensate. " if vanishing else
-                    "Early layers get huge, unstable updates; expect loss spikes or NaNs at the first steps. ")
+        message += "" if vanishing else "Early layers get huge, unstable updates. "
         message += "Add normalization or residual connections, or an init matched to the activation."
         yield self.finding(
             ctx, bottom.module, message, fix=self.fix, risk=Risk.VANISHING if vanishing else Risk.EXPLODING,
