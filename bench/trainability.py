@@ -336,7 +336,8 @@ def run_one(target: str, steps: int, source: str, options: CheckOptions, saved: 
         with restored_interpreter_state():
             torch.manual_seed(0)
             model = load_target(target).model
-            example = resolve_inputs(model).args[0]
+            resolved = resolve_inputs(model)
+            example = (list(resolved.args) + list(resolved.kwargs.values()))[0]  # the one input, however passed
             torch.manual_seed(0)
             task = make_task(model, example, source)
             runs.append(train(model, task, optimizer, steps))
