@@ -22,7 +22,8 @@ class SaturatingChain(Rule):
     code = "GL101"
     name = "saturating-chain"
     severity = Severity.WARNING
-    escalation = "error when the gradient reaching the chain's first layer is below 10^-3 of the output gradient"
+    escalation = ("warning when plain SGD will not train it, error when Adam will not either: set by the update lag "
+                  "and forward signal (gradlint.updates, fitted on bench/trainability.py)")
     risk = Risk.VANISHING
     summary = "A run of saturating activations (sigmoid, tanh, hardtanh...) with no normalization or skip between them."
     why = (

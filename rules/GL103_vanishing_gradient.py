@@ -15,7 +15,8 @@ class VanishingGradient(Rule):
     code = "GL103"
     name = "vanishing-gradient"
     severity = Severity.WARNING
-    escalation = "error when the lowest layer receives less than 10^error_log10 (default 10^-5) of the output gradient"
+    escalation = ("warning when plain SGD will not train it, error when Adam will not either: set by the update lag "
+                  "and forward signal (gradlint.updates, fitted on bench/trainability.py)")
     risk = Risk.VANISHING
     summary = "Weighted layers receive less than 1e-3 of the output gradient at initialisation."
     why = (

@@ -13,7 +13,8 @@ class ExplodingGradient(Rule):
     code = "GL201"
     name = "exploding-gradient"
     severity = Severity.WARNING
-    escalation = "error when the peak exceeds 10^error_log10 (default 10^4) times the output gradient"
+    escalation = ("warning when plain SGD will not train it, error when Adam will not either: set by the update lag "
+                  "and forward signal (gradlint.updates, fitted on bench/trainability.py)")
     risk = Risk.EXPLODING
     summary = "The predicted gradient at some layer is many times larger than the gradient at the model's output."
     why = (
