@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gradlint.rule import Rule
+from gradlint.rule import SEVERITY_MEANING, Rule
 
 HEADER = (
     "# gradlint rules\n\n"
@@ -32,6 +32,7 @@ def rule_markdown(rule: type[Rule], level: int = 1) -> str:
             if acts else "")
     return (
         f"{h1} {rule.code} {rule.name}\n\n{rule.summary}\n\n*Severity:* {severity_text(rule)} · *risk:* {rule.risk.value}\n\n"
+        f"{_severity_note(rule)}\n\n"
         f"{h2} Why is this bad?\n{rule.why}\n\n{plot}{h2} Example\n```python\n{rule.example.strip()}\n```\n\n"
         f"{h2} Fix\n{rule.fix}\n\n{h2} Probe criterion\n{rule.probe_criterion}\n\n"
         + (f"{h2} Options\n{options}\n\n" if options else "")
@@ -46,6 +47,15 @@ def severity_text(rule: type[Rule]) -> str:
     """The default severity and, where the rule escalates, when: `warning (error when ...)`."""
     escalation = getattr(rule, "escalation", "")
     return f"{rule.severity.value} ({escalation})" if escalation else rule.severity.value
+
+
+def _severity_note(rule: type[Rule]) -> str:
+    """What the severity promises; judged rules take theirs from the model's measured training verdict."""
+    note = f"*Severities mean:* {SEVERITY_MEANING}."
+    if getattr(rule, "judged", False):
+        note += (" This rule's severity is set per finding by the predicted (then measured) update lag across layers "
+                 "and the forward signal, with thresholds fitted on bench/trainability.py.")
+    return note
 
 
 def _cell(text: str) -> str:

@@ -300,6 +300,8 @@ def _measure(twin: nn.Module, call: Call, layers: list[tuple[str, str, str]], se
             measure.weight_grad_rms = wg
             w_rms = _rms(param)
             measure.relative_update = wg / w_rms if w_rms > 0 else None
+            if measure.relative_update and math.isfinite(measure.relative_update):
+                entry.log10_update_ratio = math.log10(measure.relative_update)
         profile.append(entry)
         measures[path] = measure
     return ProbeResult(profile, measures, activations, 0.0, call.batch(), nonfinite_any, _rms(y))

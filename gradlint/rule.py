@@ -14,6 +14,11 @@ from gradlint.estimate.transfer import TRANSFERS, batch_norm
 from gradlint.graph import ModelGraph, NodeRecord
 from gradlint.recorder import ConstructionRecord, class_location
 from gradlint.types import Finding, ProfileEntry, Risk, Severity, SourceLocation
+from gradlint.updates import Updates, Verdict, exploding_verdict, vanishing_verdict
+
+# The one meaning of severity (README "Severity"; `gradlint explain` prints it), fitted on bench/trainability.py.
+SEVERITY_MEANING = ("error = the model will not train even with Adam; warning = it will not train with plain SGD, "
+                    "or needs a trick to; info = measurable but harmless")
 
 # Every op name the estimator treats as batch norm (aten variants of one layer).
 BATCH_NORM_OPS = frozenset(op for op, fn in TRANSFERS.items() if fn is batch_norm)
@@ -69,6 +74,9 @@ class Rule:
     # this rule and VALID ones do not.
     VALID: ClassVar[tuple[str, ...]] = ()
     INVALID: ClassVar[tuple[str, ...]] = ()
+    # A vanishing/exploding rule whose findings take their severity from the model's training verdict
+    # (gradlint.updates: fitted on bench/trainability.py), predicted at check time, measured at confirm time.
+    judged: ClassVar[bool] = False
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.opts = {**self.options, **(options or {})}
@@ -88,11 +96,21 @@ class Rule:
                 fix: str | None = None, severity: Severity | None = None, risk: Risk | None = None,
                 evidence: dict[str, Any] | None = None) -> Finding:
         loc = ctx.location(module, node)
-        return Finding(
+        made = Finding(
             rule=self.code, name=self.name, severity=severity or self.severity, risk=risk or self.risk,
             message=message, module=module, path=loc.path if loc else None, line=loc.line if loc else None,
             fix=fix, evidence=evidence or {},
         )
+        if self.judged:
+            self.ctx = ctx
+            judged_severity(self, made)
+        return made
+
+    def judge(self, finding: Finding, probe: Any, confirmed: bool | None) -> bool | None:
+        """The end of a judged rule's `confirm`: a confirmed finding takes the measured verdict's severity."""
+        if confirmed and self.judged:
+            judged_severity(self, finding, probe)
+        return confirmed
 
 
 # -- helpers several rules share -------------------------------------------------------------------
@@ -138,3 +156,36 @@ def measured_drift(probe: Any, first: str | None, last: str | None) -> float | s
     if start.log10_grad_rms is None or end.log10_grad_rms is None:
         return None
     return start.log10_grad_rms - end.log10_grad_rms
+
+
+def training_verdict(ctx: RuleContext, risk: Risk, probe: Any = None) -> Verdict:
+    """The model's vanishing or exploding verdict (gradlint.updates): predicted, or measured by `probe`.
+    Every vanishing/exploding rule takes its severity from it, so severity means one thing."""
+    updates = Updates(ctx.graph, ctx.estimate, probe)
+    return exploding_verdict(updates) if risk is Risk.EXPLODING else vanishing_verdict(updates)
+
+
+def judged_severity(rule: Rule, finding: Finding, probe: Any = None) -> Severity:
+    """Set `finding`'s severity from the training verdict of its risk (measured when `probe` is given) and
+    say why in its message; the verdict's numbers go into its evidence. Needs the rule's last context."""
+    ctx: RuleContext | None = getattr(rule, "ctx", None)
+    if ctx is None or finding.risk not in (Risk.VANISHING, Risk.EXPLODING):
+        return finding.severity
+    if probe is not None and (getattr(probe, "nonfinite", False) or not Updates(ctx.graph, ctx.estimate, probe).values):
+        return finding.severity  # nothing finite measured to judge by: the prediction stands
+    verdict = training_verdict(ctx, finding.risk, probe)
+    finding.evidence.update(verdict.evidence("measured_" if probe is not None else ""))
+    finding.severity = verdict.severity
+    if probe is not None:
+        said = verdict.describe(finding.risk.value)
+        if said:
+            finding.message += f" Measured: {said}."
+    if probe is None:
+        said = verdict.describe(finding.risk.value)
+        said = f" ({said})" if said else ""
+        finding.message += {
+            Severity.INFO: f" Training should cope{said}: within what plain SGD trains through (info).",
+            Severity.WARNING: f" Plain SGD will not train it{said}; Adam can (warning).",
+            Severity.ERROR: f" Neither plain SGD nor Adam will train it{said} (error).",
+        }[verdict.severity]
+    return verdict.severity

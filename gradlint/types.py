@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +106,7 @@ class ProfileEntry:
     log10_grad_rms: float | None
     zero: bool = False
     nonfinite: bool = False
+    log10_update_ratio: float | None = None  # log10(RMS(dL/dW) / RMS(W)), the layer's relative SGD step
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -112,6 +114,8 @@ class ProfileEntry:
             "kind": self.kind,
             "log10_grad_rms": None if self.log10_grad_rms is None else round(self.log10_grad_rms, 4),
         }
+        if self.log10_update_ratio is not None and math.isfinite(self.log10_update_ratio):
+            data["log10_update_ratio"] = round(self.log10_update_ratio, 4)
         if self.zero:
             data["zero"] = True
         if self.nonfinite:

@@ -22,7 +22,8 @@ class SaturatingChain(Rule):
     code = "GL101"
     name = "saturating-chain"
     severity = Severity.WARNING
-    escalation = "error when the gradient reaching the chain's first layer is below 10^-3 of the output gradient"
+    escalation = ("warning when plain SGD will not train it, error when Adam will not either: set by the update lag "
+                  "and forward signal (gradlint.updates, fitted on bench/trainability.py)")
     risk = Risk.VANISHING
     summary = "A run of saturating activations (sigmoid, tanh, hardtanh...) with no normalization or skip between them."
     why = (
@@ -48,11 +49,14 @@ model = nn.Sequential(*layers)
     )
     probe_criterion = (
         "Confirmed when the measured gradient RMS at the chain's first weighted layer is at least "
-        "`min_decades / 2` decades below that at its last weighted layer."
+        "`min_decades` (the rule's own threshold) decades below that at its last weighted layer."
+        " The measured update lag and forward signal then set the severity (gradlint.updates); a refuted finding says what was measured."
     )
+    judged = True
     options = {"min_length": 3, "min_decades": 2.0}
     plot_activations = ("sigmoid", "tanh")  # drawn by `gradlint explain GL101 --plot`
     VALID = ("fixtures/cases/healthy.py:ShallowSigmoid", "fixtures/cases/healthy.py:SwishMLP",
+             "fixtures/cases/lookalikes.py:SqrtScaledAttention",
              "fixtures/cases/healthy.py:SigmoidInResidual", "fixtures/cases/healthy.py:GLUMLP")
     INVALID = ("fixtures/zoo/deep_sigmoid.py:DeepSigmoidMLP", "fixtures/cases/failures.py:HeInitSigmoid")
 
@@ -96,8 +100,6 @@ model = nn.Sequential(*layers)
             )
             if overall is not None:
                 message += f"; layers before it receive 10^{overall:.1f} of the output gradient"
-                if overall < -3:
-                    message += ". SGD will not train them; adaptive optimizers only partly compensate"
             yield self.finding(
                 ctx, node.module, message + ".", node=node, fix=self.fix, severity=severity,
                 evidence={"length": len(links), "estimated_decades": round(decades, 3), "derivative_bound": bound,
@@ -110,9 +112,12 @@ model = nn.Sequential(*layers)
         if measured is None:
             return None
         if isinstance(measured, str):  # no gradient, or NaN/Inf, at the chain's first layer
-            return True
+            return self.judge(finding, probe, True)
         finding.evidence["measured_decades"] = round(measured, 3)
-        return measured <= -self.opts["min_decades"] / 2
+        if measured > -self.opts["min_decades"]:
+            finding.message += f" Measured: 10^{measured:.1f} across the chain, less than the threshold of 10^-{self.opts['min_decades']:.0f}."
+            return False
+        return self.judge(finding, probe, True)
 
 
 def _previous_saturating(ctx: RuleContext, start: str, saturating: set[str]) -> Iterator[str]:

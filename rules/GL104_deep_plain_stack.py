@@ -45,8 +45,10 @@ model = nn.Sequential(*layers)
     )
     probe_criterion = (
         "Confirmed when the measured log10 gradient RMS changes from the top to the bottom of the stack by more "
-        "than `min_decades / 2` in the estimated direction; refuted otherwise."
+        "than `min_decades` (the rule's own threshold) in the estimated direction; refuted otherwise."
+        " The measured update lag and forward signal then set the severity (gradlint.updates); a refuted finding says what was measured."
     )
+    judged = True
     options = {"min_depth": 20, "min_decades": 1.5}
     VALID = ("fixtures/cases/healthy.py:ReLUHe", "fixtures/zoo/resnet.py:ResNet", "fixtures/cases/healthy.py:PlainBNCNN56",
              "fixtures/zoo/vgg.py:VGG")
@@ -77,8 +79,7 @@ model = nn.Sequential(*layers)
             f"with no normalization and no skip path, and the gradient {direction} along it: {bottom.module} receives "
             f"10^{low:.1f} of the output gradient (10^{low - high:+.1f} across the stack). "
         )
-        message += ("SGD will not train the early layers; adaptive optimizers partly compensate. " if vanishing else
-                    "Early layers get huge, unstable updates; expect loss spikes or NaNs at the first steps. ")
+        message += "" if vanishing else "Early layers get huge, unstable updates. "
         message += "Add normalization or residual connections, or an init matched to the activation."
         yield self.finding(
             ctx, bottom.module, message, fix=self.fix, risk=Risk.VANISHING if vanishing else Risk.EXPLODING,
@@ -90,14 +91,17 @@ model = nn.Sequential(*layers)
         bottom = finding.evidence.get("bottom")
         drift = measured_drift(probe, bottom, finding.evidence.get("top"))
         if drift == "zero":
-            return finding.evidence["estimated_drift"] < 0
+            return self.judge(finding, probe, finding.evidence["estimated_drift"] < 0)
         if drift == "nonfinite":
-            return finding.evidence["estimated_drift"] > 0
+            return self.judge(finding, probe, finding.evidence["estimated_drift"] > 0)
         if not isinstance(drift, float):
             return None
         finding.evidence["measured_log10"] = round(probe_entry(probe, bottom).log10_grad_rms, 3)
-        half = float(self.opts["min_decades"]) / 2
-        return drift < -half if finding.evidence["estimated_drift"] < 0 else drift > half
+        threshold = float(self.opts["min_decades"])
+        if (drift < -threshold) if finding.evidence["estimated_drift"] < 0 else (drift > threshold):
+            return self.judge(finding, probe, True)
+        finding.message += f" Measured: 10^{drift:+.1f} across the stack, within the threshold of {threshold:.1f} decades."
+        return False
 
 
 def _merges(ctx: RuleContext, name: str) -> bool:

@@ -13,7 +13,8 @@ class ExplodingGradient(Rule):
     code = "GL201"
     name = "exploding-gradient"
     severity = Severity.WARNING
-    escalation = "error when the peak exceeds 10^error_log10 (default 10^4) times the output gradient"
+    escalation = ("warning when plain SGD will not train it, error when Adam will not either: set by the update lag "
+                  "and forward signal (gradlint.updates, fitted on bench/trainability.py)")
     risk = Risk.EXPLODING
     summary = "The predicted gradient at some layer is many times larger than the gradient at the model's output."
     why = (
@@ -43,12 +44,14 @@ model = nn.Sequential(*layers)
         "Poole et al. 2016; Schoenholz et al. 2017, Deep information propagation (the chaotic phase)",
     )
     probe_criterion = (
-        "Confirmed when the measured gradient RMS at the peak layer is above `max_log10 - 1` decades relative to "
-        "the output gradient, or is NaN/Inf."
+        "Confirmed when the measured gradient RMS at the peak layer is above `max_log10` (the rule's own "
+        "threshold) relative to the output gradient, or is NaN/Inf."
+        " The measured update lag and forward signal then set the severity (gradlint.updates); a refuted finding says what was measured."
     )
     # Judged on the estimator's scale-free profile (normalizations' 1/scale amplification removed): a norm
     # that rescales a small residual stream (pre-LN transformers at std 0.02, LLaMA-7B: 10^4 at the
     # embedding) or a BN stack (GL202's business) raises the raw profile without any layer exploding.
+    judged = True
     options = {"max_log10": math.log10(70), "error_log10": 4.0}
     VALID = ("fixtures/cases/healthy.py:PlainBNCNN56", "fixtures/zoo/resnet.py:ResNet", "fixtures/zoo/vgg.py:VGG",
              "fixtures/zoo/gpt2.py:GPT2", "fixtures/zoo/llama.py:Llama(n_layers=8)")
@@ -103,4 +106,8 @@ model = nn.Sequential(*layers)
         if not isinstance(level, float):
             return True if level == "nonfinite" else None
         finding.evidence["measured_log10"] = round(level, 3)
-        return level > self.opts["max_log10"] - 1.0
+        if level <= self.opts["max_log10"]:
+            finding.message += (f" Measured: 10^{level:.2f} at {finding.evidence.get('peak_layer')}, below the threshold "
+                                f"10^{self.opts['max_log10']:.2f}.")
+            return False
+        return self.judge(finding, probe, True)

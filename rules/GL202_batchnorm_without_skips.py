@@ -46,11 +46,13 @@ model = nn.Sequential(*layers)
     )
     probe_criterion = (
         "Confirmed when the measured gradient RMS at the first weighted layer of the stack is at least "
-        "`min_decades / 2` decades above the output gradient, or is NaN/Inf."
+        "`min_decades` (the rule's own threshold) decades above the output gradient, or is NaN/Inf."
+        " The measured update lag and forward signal then set the severity (gradlint.updates); a refuted finding says what was measured."
     )
     # Both stacks grow at the same rate per BN layer; what separates them is how far the gradient at the
     # stack's bottom rises above the output's: 10^3.2 for the 40-layer BN MLP, 10^1.88 for the 56-layer CNN
     # (its global pooling divides the per-element gradient by 64 before the stack starts).
+    judged = True
     options = {"min_depth": 10, "min_decades": 2.0}
     VALID = ("fixtures/cases/healthy.py:PlainBNCNN56", "fixtures/zoo/resnet.py:ResNet", "fixtures/zoo/vgg.py:VGG",
              "fixtures/zoo/densenet.py:DenseNet")
@@ -86,7 +88,10 @@ model = nn.Sequential(*layers)
         if not isinstance(level, float):
             return True if level == "nonfinite" else None
         finding.evidence["measured_decades"] = round(level, 3)
-        return level >= self.opts["min_decades"] / 2
+        if level < self.opts["min_decades"]:
+            finding.message += f" Measured: 10^{level:.1f} at the bottom of the stack, below the threshold 10^{self.opts['min_decades']:.0f}."
+            return False
+        return self.judge(finding, probe, True)
 
 
 def _unbypassed_batch_norms(ctx: RuleContext) -> list[str]:

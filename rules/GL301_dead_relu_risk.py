@@ -12,7 +12,7 @@ from gradlint.types import Finding, Risk, Severity
 class DeadReLURisk(Rule):
     code = "GL301"
     name = "dead-relu-risk"
-    severity = Severity.WARNING
+    severity = Severity.ERROR  # bench/trainability.py: a stack of dead ReLUs fails with Adam too
     risk = Risk.DEAD_UNITS
     summary = "A ReLU-family activation whose pre-activation is mostly negative at init: its units start dead."
     why = (

@@ -38,11 +38,15 @@ block = nn.Sequential(lin, nn.Tanh())              # ~80% of units saturated
         "Glorot & Bengio 2010, Understanding the difficulty of training deep feedforward neural networks",
     )
     probe_criterion = (
-        "Confirmed when the probe measures a saturated fraction above `max_saturated / 2` at the activation module."
+        "Confirmed when the probe measures a saturated fraction above `max_saturated` (the rule's own threshold) at the "
+        "activation module; refuted otherwise, saying what was measured."
     )
-    options = {"max_saturated": 0.3}
+    # Fitted on bench/trainability.py: tanh nets with 34% of inputs saturated (std 3/sqrt(fan_in)) train with
+    # both optimizers, 77% (std 10/sqrt(fan_in)) fails with Adam; the midpoint.
+    options = {"max_saturated": 0.55}
     plot_activations = ("tanh", "hardtanh")  # drawn by `gradlint explain GL302 --plot`
     VALID = ("fixtures/cases/healthy.py:TanhLeCun", "fixtures/cases/healthy.py:GLUMLP",
+             "fixtures/cases/lookalikes.py:SqrtScaledAttention", "fixtures/cases/mlp.py:MLP(depth=4, act='tanh', init='large')",
              "fixtures/zoo/efficientnet.py:EfficientNet", "fixtures/zoo/lstm_lm.py:LSTMLanguageModel")
     INVALID = ("fixtures/cases/failures.py:SaturatedTanh",)
 
@@ -76,4 +80,8 @@ block = nn.Sequential(lin, nn.Tanh())              # ~80% of units saturated
         if measure is None:
             return None
         finding.evidence["measured_saturated_fraction"] = round(measure.saturated_fraction, 4)
-        return measure.saturated_fraction > self.opts["max_saturated"] / 2
+        if measure.saturated_fraction <= self.opts["max_saturated"]:
+            finding.message += (f" Measured: {measure.saturated_fraction:.0%} saturated, within the threshold "
+                                f"{self.opts['max_saturated']:.0%}.")
+            return False
+        return True

@@ -32,7 +32,7 @@ def test_piped_output_is_not_hard_wrapped() -> None:
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 1, result.stderr
     (line,) = [l for l in result.stdout.splitlines() if "GL101 [" in l]
-    assert len(line) > 120 and line.rstrip().endswith("compensate.")  # the whole message on its line
+    assert len(line) > 120 and line.rstrip().endswith("(error).")  # the whole message on its line
     assert not ANSI.search(result.stdout)  # no colour into a pipe
     assert all(l.startswith(("  ", "    ")) or not l or ":" in l or l.startswith(("Checked", "fixtures"))
                for l in result.stdout.splitlines())  # no unindented continuation lines
@@ -107,7 +107,7 @@ def test_rules_json_and_piped_table() -> None:
     rules = json.loads(CliRunner().invoke(main, ["rules", "--output-format", "json"]).stdout)
     by_code = {r["code"]: r for r in rules}
     assert by_code["GL101"]["severity"] == "warning" and "error when" in by_code["GL101"]["escalation"]
-    assert by_code["GL103"]["options"]["error_log10"] == -5.0
+    assert by_code["GL103"]["options"]["min_log10"] == -3.0
     table = CliRunner().invoke(main, ["rules"]).stdout  # not a terminal: nothing truncated
     for rule in rules:
         assert re.search(rf"{rule['code']}\s+{re.escape(rule['name'])}\s", table), rule["name"]

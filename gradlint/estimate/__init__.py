@@ -18,6 +18,7 @@ from gradlint.estimate.elementwise import is_float, mix
 from gradlint.estimate.pointwise import PointwiseResolver, Shape, derivative_shape, is_pointwise, pointwise_stat
 from gradlint.estimate.stat import Stat, UNIT, ZERO
 from gradlint.estimate.transfer import TRANSFERS
+from gradlint.estimate.update import log10_update_ratio
 from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref
 from gradlint.types import ProfileEntry, profile_dict, profile_ratio
 from gradlint.weights import WeightTable, measured
@@ -217,6 +218,8 @@ def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = 
                      nonfinite=not math.isfinite(r.get(layer.output, 0.0)))
         for layer in graph.weighted_layers
     ]
+    for entry, layer in zip(result.profile, graph.weighted_layers):
+        entry.log10_update_ratio = log10_update_ratio(result, layer)
     return result
 
 

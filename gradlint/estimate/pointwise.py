@@ -152,17 +152,22 @@ def _shape_cached(fn_key: Any, fn: Callable[[torch.Tensor], torch.Tensor], mean:
         return Shape(False, False, 0.0)
     if grad is None:
         return Shape(False, False, 0.0)
-    slope = torch.nan_to_num(grad.detach().abs())
+    # Only a bounded function saturates: where φ or φ' is NaN/Inf (sqrt, log below zero; sqrt's slope at
+    # 0) there is no flat tail, so those points neither count as flat nor set the peak.
+    raw = grad.detach().abs()
+    finite = torch.isfinite(raw) & torch.isfinite(values.detach())
+    slope = torch.where(finite, raw, torch.zeros_like(raw))
     peak = float(slope.max())
     if peak <= 0:
         return Shape(False, False, 0.0)
     # Flat at both ends of the input distribution and of [-20, 20] (so exp-like ops, steep at +20, are not)
-    tails = torch.cat([slope[2 * GRID:2 * GRID + 2], slope[GRID:GRID + 1], slope[2 * GRID - 1:2 * GRID]])
+    ends = [2 * GRID, 2 * GRID + 1, GRID, 2 * GRID - 1]
+    tails = slope[ends]
     rect = grad.detach()[2 * GRID + 2:]
-    saturating = bool((tails <= FLAT * peak).all())
+    saturating = bool((tails <= FLAT * peak).all()) and bool(finite[ends].all())
     rectifies = bool((rect[:2] == 0).all()) and bool(rect[2] > 0)
     zero = (float(values.detach()[-1]), float(rect[3]))
-    flat = slope[:GRID] < FLAT * peak
+    flat = (slope[:GRID] < FLAT * peak) & finite[:GRID]
     if bool((slope[GRID:2 * GRID][fixed < 0] == 0).all()):  # a rectifier's flat left half is a dead region
         flat &= spread > 0
     if std <= 0:
