@@ -143,7 +143,10 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
     tick = time.perf_counter()
 
     est = estimate(graph, WeightTable(model, record), inputs.call.tensors())
-    heads = zero_head(est, graph, model)
+    # copies of the model (a redrawn head, candidate inits) only within the probe's budget: a model too large
+    # to probe is too large to copy
+    copyable = options.probe_max_params is None or report.parameters <= options.probe_max_params
+    heads = zero_head(est, graph, model) if copyable else []
     if heads:  # nothing before a zero head has a gradient to judge: judge the model as it is after one step
         model = with_default_init(model, heads)
         est = estimate(graph, WeightTable(model, record), inputs.call.tensors())
@@ -216,6 +219,7 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
         if hook is not None:
             kept.extend(hook(ctx, suppressor, options.rules))
     kept.sort(key=lambda f: (-f.severity.rank, f.rule, f.module))
-    verify_fixes(kept, model, graph, record, inputs.call.tensors(), est)
+    if copyable:
+        verify_fixes(kept, model, graph, record, inputs.call.tensors(), est)
     report.findings = group(kept)
     return report
