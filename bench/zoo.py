@@ -32,7 +32,7 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from catalog import ZooModel, all_models, both_zero, is_estimated, layer_gaps, options_for  # noqa: E402
+from catalog import ZooModel, all_models, both_zero, is_estimated, layer_gaps, options_for, seeded  # noqa: E402
 from gradlint.pipeline import check_target  # noqa: E402
 from gradlint.types import GradlintError  # noqa: E402
 
@@ -73,6 +73,7 @@ def run_one(model: ZooModel) -> ZooResult:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            seeded()
             report = check_target(model.target, options_for(model))
     except GradlintError as exc:  # an --input string the installed gradlint cannot parse
         result.status, result.error = exc.kind.value, exc.message.splitlines()[0]

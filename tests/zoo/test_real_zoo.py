@@ -26,7 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "fixtures" / "real"))
 
-from catalog import ZooModel, all_models, is_estimated, layer_gaps, options_for  # noqa: E402
+from catalog import ZooModel, all_models, is_estimated, layer_gaps, options_for, seeded  # noqa: E402
 
 from gradlint.pipeline import check_target  # noqa: E402
 
@@ -131,6 +131,7 @@ def test_model_is_read_estimated_and_agrees_with_the_probe(model: ZooModel, reco
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         options = options_for(model)
+        seeded()
         report = check_target(model.target, options)
     assert report.ok, f"{report.error.kind.value} error: {report.error.message}"
     assert report.graph is not None and report.estimate is not None
