@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import torch
@@ -102,9 +101,25 @@ def _key(x: float) -> float:
     return float(f"{x:.4g}")
 
 
-@lru_cache(maxsize=16384)
+_CACHE_SIZE = 16384
+_MOMENTS: dict[tuple[Any, float, float], Moments] = {}
+_SHAPES: dict[tuple[Any, float, float], Shape] = {}
+
+
+def _cached(cache: dict[tuple[Any, float, float], Any], key: tuple[Any, float, float], compute: Callable[[], Any]) -> Any:
+    """A bounded memo keyed by the composite's structural signature and its input moments only: the
+    function itself (a closure over one model's graph) is never kept, so a many-target run does not hold
+    every graph it has seen, and the same activation in the next model is a hit."""
+    if key not in cache:
+        if len(cache) >= _CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[key] = compute()
+    return cache[key]
+
+
 def _moments_cached(fn_key: Any, fn: Callable[[torch.Tensor], torch.Tensor], mean: float, var: float) -> Moments:
-    return expectations(fn, mean, var)
+    result: Moments = _cached(_MOMENTS, (fn_key, mean, var), lambda: expectations(fn, mean, var))
+    return result
 
 
 def pointwise_stat(fn: Callable[[torch.Tensor], torch.Tensor], fn_key: Any, root: Stat) -> tuple[Stat, Moments]:
@@ -136,8 +151,12 @@ FLAT = 0.01  # |φ'| below this fraction of its maximum counts as saturated (as 
 _RECTIFIER_POINTS = (-2.0, -0.5, 0.5, 0.0)
 
 
-@lru_cache(maxsize=16384)
 def _shape_cached(fn_key: Any, fn: Callable[[torch.Tensor], torch.Tensor], mean: float, var: float) -> Shape:
+    result: Shape = _cached(_SHAPES, (fn_key, mean, var), lambda: _shape(fn, mean, var))
+    return result
+
+
+def _shape(fn: Callable[[torch.Tensor], torch.Tensor], mean: float, var: float) -> Shape:
     std = math.sqrt(max(var, 0.0))
     reach = 6.0 + 6.0 * std
     spread = torch.linspace(mean - 8.0 * std, mean + 8.0 * std, GRID, dtype=torch.float64)

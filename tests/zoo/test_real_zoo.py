@@ -15,10 +15,12 @@ without a library its models are skipped with the reason.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import statistics
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -90,6 +92,13 @@ def _params() -> list[object]:
             marks = [pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[model.id])] if model.id in KNOWN_FAILURES else []
             params.append(pytest.param(model, id=model.id, marks=marks))
     return params
+
+
+@pytest.fixture(autouse=True)
+def _release_models() -> Iterator[None]:
+    """Each model (hundreds of MB for the large ones) is freed before the next: two workers run ~100 each."""
+    yield
+    gc.collect()
 
 
 @pytest.mark.parametrize("model", _params())
