@@ -29,6 +29,23 @@ def _split(values: tuple[str, ...]) -> list[str]:
     return [item.strip() for v in values for item in v.split(",") if item.strip()]
 
 
+class _ShardType(click.ParamType):
+    name = "I/N"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).split("/")
+        if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+            index, count = int(parts[0]), int(parts[1])
+            if 1 <= index <= count:
+                return index, count
+        self.fail(f"{value!r} is not I/N with 1 <= I <= N, e.g. 1/4.", param, ctx)
+
+
+_SHARD = _ShardType()
+
+
 def _config(path: str | None) -> Config:
     try:
         return load_config(Path(path) if path else None)
@@ -90,9 +107,9 @@ def main() -> None:
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings are reported (errors still exit 2).")
 @click.option("--input", "input_specs", multiple=True, help='Example input as DTYPE[d0,d1,...], e.g. "float32[16,3,224,224]", repeated for several positional arguments; NAME=DTYPE[...] for a keyword argument, e.g. "attention_mask=int64[16,128]".')
 @click.option("--no-probe", is_flag=True, help="Skip the confirming forward/backward pass (static estimate only).")
-@click.option("--probe-batch", type=int, help="Batch size of the probe's inferred input (default 16).")
-@click.option("--probe-timeout", type=float, help="Seconds the probe may take per target (default 60).")
-@click.option("--probe-max-params", type=int, help="Largest model, in parameters, that is probed in full.")
+@click.option("--probe-batch", type=click.IntRange(min=1), help="Batch size of the probe's inferred input (default 16).")
+@click.option("--probe-timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds the probe may take per target (default 60).")
+@click.option("--probe-max-params", type=click.IntRange(min=1), help="Largest model, in parameters, that is probed in full.")
 @click.option("--device", help="Device for the probe's copy of the model, e.g. cuda:0 (default: where the model is).")
 @click.option("--rule-dir", multiple=True, type=click.Path(file_okay=False), help="Load extra rules from this directory.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="pyproject.toml to read [tool.gradlint] from.")
@@ -100,11 +117,14 @@ def main() -> None:
 @click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False), help="Report only findings not recorded in this baseline FILE.")
 @click.option("--write-baseline", type=click.Path(dir_okay=False, writable=True), help="Record the current findings in baseline FILE; later runs with --baseline report only new ones.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for target errors, and each definition a path target skipped, with why.")
-@click.option("--isolate", is_flag=True, help="Check each target in its own process, so a hang, crash or memory blow-up costs only that target.")
-@click.option("--isolate-timeout", type=float, default=300.0, show_default=True, help="Seconds each isolated target may take.")
+@click.option("--isolate", is_flag=True, help="Limit each target's time (--isolate-timeout) and memory (--isolate-memory). Every target always runs in a worker process of its own.")
+@click.option("--isolate-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Seconds each target may take under --isolate.")
 @click.option("--isolate-memory", help='Address-space limit per isolated target, e.g. "4G" (default: none).')
 @click.option("--exclude", "exclude", multiple=True, help="Glob patterns of files and folders that path targets skip (added to the configured exclude).")
 @click.option("--affected", is_flag=True, help="The path targets are changed files: also check the targets in files that import them (the pre-commit hook).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Targets checked at once, each in its own worker process (default: the number of cores, capped by memory at about 3 GiB per target).")
+@click.option("--shard", type=_SHARD, help="Check only shard I of N (I/N, e.g. 2/4): a stable share of the targets, for a CI matrix.")
+@click.option("--in-process", is_flag=True, hidden=True, help="Run the targets in this process (what a spawned worker does).")
 @click.option("-q", "--quiet", is_flag=True, help="Print the findings and nothing else (no chart, summary or progress).")
 @click.option("--color", type=click.Choice(("auto", "always", "never")), default="auto", show_default=True, help="Colour the text output.")
 def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[str, ...], ignore: tuple[str, ...],
@@ -113,7 +133,8 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
           device: str | None, rule_dir: tuple[str, ...], config_path: str | None, statistics: bool, verbose: bool,
           baseline_path: str | None = None, write_baseline: str | None = None, isolate: bool = False,
           isolate_timeout: float | None = 300.0, isolate_memory: str | None = None, exclude: tuple[str, ...] = (),
-          affected: bool = False, quiet: bool = False, color: str = "auto") -> None:
+          affected: bool = False, jobs: int | None = None, shard: tuple[int, int] | None = None, in_process: bool = False,
+          quiet: bool = False, color: str = "auto") -> None:
     """Check TARGETS: FILE.py:NAME, package.module:NAME, NAME(args...), or files and folders, whose nn.Module
     classes and factories are discovered; default: the [tool.gradlint] targets."""
     from gradlint import discover, settings
@@ -124,7 +145,7 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
     from gradlint.inputs import InputSpec
     from gradlint.pipeline import check_target
     from gradlint.registry import all_rules, select_rules
-    from gradlint import baseline
+    from gradlint import baseline, workers
     from gradlint import isolate as isolation
     from gradlint.report import exit_code
     names = found.targets
@@ -144,23 +165,33 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
         raise UsageError(exc.message) from None
     forwarded = isolation.child_arguments(click.get_current_context().params)
     err = Console(stderr=True, quiet=quiet, soft_wrap=True)
-    reports = []
-    progress = err.is_terminal and len(names) > 1
-    for index, name in enumerate(names, start=1):
-        if progress:
-            err.print(f"[dim][{index}/{len(names)}] {name}[/dim]")
-        try:
-            options = config.check_options(name, chosen, inputs=list(input_specs), no_probe=no_probe,
+    if shard:
+        names, found.broken = _shard(names, shard), [b for b in found.broken if _in_shard(str(b[0]), shard)]
+        err.print(f"Shard {shard[0]}/{shard[1]}: {len(names)} target{'s' if len(names) != 1 else ''}.", highlight=False)
+    try:
+        per_target = [config.check_options(name, chosen, inputs=list(input_specs), no_probe=no_probe,
                                            probe_batch=probe_batch, probe_timeout=probe_timeout,
                                            probe_max_params=probe_max_params, device=device, verbose=verbose)
-        except GradlintError as exc:
-            raise UsageError(exc.message) from None
-        report = isolation.check_isolated(name, forwarded, limits) if isolate else check_target(name, options)
+                      for name in names]
+    except GradlintError as exc:
+        raise UsageError(exc.message) from None
+    progress = err.is_terminal and len(names) > 1 and not in_process
+
+    def started(index: int, name: str) -> None:
+        if progress:
+            err.print(f"[dim][{index + 1}/{len(names)}] {name}[/dim]")
+
+    try:
+        reports = _check_all(names, per_target, forwarded, limits if isolate else isolation.Limits(None, None),
+                             jobs or workers.default_jobs(len(names)), in_process, started)
+    except KeyboardInterrupt:
+        err.print("Interrupted: every worker was stopped; no report was written.", highlight=False)
+        sys.exit(130)
+    for report in reports:
         if report.error is not None and (fmt != "text" or output):
-            err.print(Text("error", style="bold red") + Text(f" ({report.error.kind.value}) {name}: {report.error.message}"))
+            err.print(Text("error", style="bold red") + Text(f" ({report.error.kind.value}) {report.target}: {report.error.message}"))
         if report.error is not None and verbose and report.traceback:
             err.print(report.traceback, markup=False, highlight=False)
-        reports.append(report)
     reports = discover.settle(reports, found) + _broken(found)
     root = config.path.parent if config.path else Path.cwd()  # baselines name files relative to the project
     if write_baseline:
@@ -183,12 +214,56 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
     sys.exit(0 if exit_zero and code == 1 else code)
 
 
+
+
+def _in_shard(name: str, shard: tuple[int, int]) -> bool:
+    """Stable across machines and runs, and a target keeps its shard when others are added."""
+    import hashlib
+
+    return int(hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest(), 16) % shard[1] == shard[0] - 1
+
+
+def _shard(names: list[str], shard: tuple[int, int]) -> list[str]:
+    return [name for name in names if _in_shard(name, shard)]
+
+
+def _check_all(names: list[str], options: list[Any], forwarded: list[str], limits: Any, jobs: int, in_process: bool,
+               started: Any, run: Any = None) -> list[Any]:
+    """Every target's report entry, in the targets' order. Model code runs in worker processes (forked, or
+    fresh `--in-process` ones where fork is unsafe), never here; `--in-process` is that worker's own mode."""
+    from gradlint import isolate as isolation
+    from gradlint import workers
+    from gradlint.report.entry import as_entry
+
+    if in_process:
+        from gradlint.pipeline import check_target
+
+        workers.seed_everything()
+        out = []
+        for index, (name, opts) in enumerate(zip(names, options)):
+            started(index, name)
+            out.append(as_entry((run or check_target)(name, opts)))
+        return out
+    if workers.fork_available():
+        jobs_list = [workers.Job(i, name, opts, run) for i, (name, opts) in enumerate(zip(names, options))]
+        return workers.run(jobs_list, jobs, workers.Limits(limits.timeout, limits.memory),
+                           started=lambda job: started(job.index, job.target))
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(item: tuple[int, str]) -> Any:
+        started(*item)
+        return isolation.check_isolated(item[1], forwarded, limits)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, enumerate(names)))
+
+
 def _broken(found: Any) -> list[Any]:
     """A discovered file that cannot be parsed is a target error (exit 2), as importing it would be."""
-    from gradlint.pipeline import TargetReport
+    from gradlint.report.entry import failed
     from gradlint.types import ErrorKind
 
-    return [TargetReport(f"{file}:*", error=GradlintError(ErrorKind.LOAD, why)) for file, why in found.broken]
+    return [failed(f"{file}:*", ErrorKind.LOAD, why) for file, why in found.broken]
 
 
 def _configured_format(config: Config) -> str:
@@ -258,7 +333,6 @@ def _statistics(reports: list[Any], fmt: str, output: str | None) -> None:
 def html_report(targets: tuple[str, ...], output: str, select: tuple[str, ...], ignore: tuple[str, ...],
                 input_specs: tuple[str, ...], no_probe: bool, config_path: str | None) -> None:
     """Write one self-contained HTML report (profile chart, findings, model structure) for TARGETS."""
-    from gradlint.pipeline import check_target
     from gradlint.registry import all_rules, select_rules
     from gradlint.report import html
 
@@ -273,10 +347,19 @@ def html_report(targets: tuple[str, ...], output: str, select: tuple[str, ...], 
         rules = all_rules(config.rule_dirs)
         settings.check_rule_names(config, rules)
         chosen = select_rules(rules, *settings.merge_selection(config, _split(select), _split(ignore), [], []))
-        reports = [check_target(name, config.check_options(name, chosen, inputs=list(input_specs), no_probe=no_probe))
-                   for name in names]
+        per_target = [config.check_options(name, chosen, inputs=list(input_specs), no_probe=no_probe) for name in names]
     except GradlintError as exc:
         raise UsageError(exc.message) from None
+    from gradlint import isolate as isolation
+    from gradlint import workers
+
+    forwarded = isolation.child_arguments(click.get_current_context().params)
+    try:
+        reports = _check_all(names, per_target, forwarded, isolation.Limits(None, None), workers.default_jobs(len(names)),
+                             False, lambda index, name: None)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("Interrupted: every worker was stopped; no report was written.", highlight=False)
+        sys.exit(130)
     reports = discover.settle(reports, found)
     Path(output).write_text(html.render(reports, chosen, config.thresholds), encoding="utf-8")
     failed = [r for r in reports if not r.ok]

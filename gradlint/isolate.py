@@ -1,5 +1,5 @@
-"""`--isolate`: each target in its own `gradlint check` process with a time and a memory limit, so a model
-that hangs, crashes the interpreter or exhausts memory costs only its own result."""
+"""Workers where fork is unsafe or unavailable: each target in a fresh `gradlint check --in-process`
+process, under `--isolate`'s time and memory limits, read back through its JSON report."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from gradlint.pipeline import TargetReport
-from gradlint.types import ErrorKind, Finding, GradlintError, Risk, Severity
+from gradlint.report.entry import Entry, failed
+from gradlint.types import ErrorKind, GradlintError
 
 # check options a child process repeats as given; output, baseline and exit-status options stay with the parent
 FORWARDED = {
@@ -56,41 +56,11 @@ def child_arguments(params: dict[str, Any]) -> list[str]:
     return args
 
 
-class IsolatedReport(TargetReport):
-    """A target checked in a child process: the child's JSON entry verbatim, with findings and error rebuilt
-    for the views that need objects (text, SARIF, baselines, exit status)."""
-
-    def __init__(self, target: str, entry: dict[str, Any], traceback: str | None = None) -> None:
-        super().__init__(target, traceback=traceback)
-        self.entry = entry
-        self.findings = [_finding(f) for f in entry.get("findings", [])]
-        error = entry.get("error")
-        if error is not None:
-            self.error = GradlintError(ErrorKind(error["kind"]), error["message"])
-
-    def to_dict(self) -> dict[str, Any]:
-        entry = dict(self.entry)
-        entry["findings"] = [f.to_dict() for f in self.findings]  # a baseline may have dropped some
-        return entry
-
-
-def _finding(data: dict[str, Any]) -> Finding:
-    return Finding(data["rule"], data["name"], Severity(data["severity"]), Risk(data["risk"]), data["message"],
-                   data["module"], data.get("path"), data.get("line"), data.get("confirmed"), data.get("fix"),
-                   data.get("evidence") or {}, data.get("fix_check"), [_finding(r) for r in data.get("related", [])])
-
-
-def _failed(target: str, kind: ErrorKind, message: str, stderr: str) -> IsolatedReport:
-    entry = {"target": target, "status": "error", "findings": [], "error": {"kind": kind.value, "message": message},
-             "estimate": None, "probe": None}
-    return IsolatedReport(target, entry, stderr or None)
-
-
-def check_isolated(target: str, forwarded: list[str], limits: Limits) -> IsolatedReport:
+def check_isolated(target: str, forwarded: list[str], limits: Limits) -> Entry:
     """Run `gradlint check TARGET --format json` in a fresh interpreter under `limits` and read its entry."""
     with tempfile.TemporaryDirectory(prefix="gradlint-isolate-") as folder:
         out = os.path.join(folder, "report.json")
-        command = [sys.executable, "-m", "gradlint.cli", "check", target, "--format", "json", "-o", out, "-v", *forwarded]
+        command = [sys.executable, "-m", "gradlint.cli", "check", target, "--in-process", "--format", "json", "-o", out, "-v", *forwarded]
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  start_new_session=True, preexec_fn=_limiter(limits.memory))
         try:
@@ -98,7 +68,7 @@ def check_isolated(target: str, forwarded: list[str], limits: Limits) -> Isolate
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)  # the whole session: a model may have started processes of its own
             _, err = child.communicate()
-            return _failed(target, ErrorKind.INTERNAL,
+            return failed(target, ErrorKind.LOAD,
                            f"{target}: checking this target took longer than {limits.timeout:g} s (--isolate-timeout) and its "
                            "process was killed; the model probably hangs in its constructor or forward. Check it alone "
                            "without --isolate and interrupt it (Ctrl-C) to see where, or raise --isolate-timeout.",
@@ -106,12 +76,11 @@ def check_isolated(target: str, forwarded: list[str], limits: Limits) -> Isolate
         stderr = _text(err)
         entry = _entry(out)
         if entry is not None:
-            report = IsolatedReport(target, entry, stderr or None)
+            report = Entry(entry, stderr or None)
             if report.error is not None and limits.memory and "allocate" in report.error.message.lower():
                 report.error.message += f" (--isolate-memory limits each target to {limits.memory / 2**30:.3g} GiB.)"
-                report.entry["error"]["message"] = report.error.message
             return report
-        return _failed(target, ErrorKind.INTERNAL, _crash_message(target, child.returncode, stderr, limits), stderr)
+        return failed(target, ErrorKind.LOAD, _crash_message(target, child.returncode, stderr, limits), stderr or None)
 
 
 def _limiter(memory: int | None) -> Any:

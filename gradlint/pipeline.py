@@ -3,10 +3,13 @@ Each stage's failure ends that target only, with the contract's error kind."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import time
 import traceback
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -43,6 +46,9 @@ class CheckOptions:
     device: str | None = None
     per_module_ignores: dict[str, list[str]] = field(default_factory=dict)
     verbose: bool = False
+    # told each stage as it starts ("load", "capture", "estimate", "rules", "probe", "fixes"), with the report
+    # as it would be if the run ended there: a worker process hands both to the process that writes the report
+    progress: Callable[[str, TargetReport], None] | None = None
 
 
 @dataclass
@@ -83,6 +89,7 @@ class TargetReport:
                 "notes": self.graph.notes,
                 "input": self.input_source,
                 "parameters": self.parameters,
+                "module_types": dict(self.graph.module_types),
             }
         data["estimate"] = self.estimate.to_dict() if self.estimate is not None else None
         if self.probe is not None and self.probe.skipped is None:
@@ -91,6 +98,8 @@ class TargetReport:
             data["probe"] = None
             if self.probe is not None and self.probe.skipped:
                 data["probe_skipped"] = self.probe.skipped
+                if self.probe.notes:
+                    data["probe_notes"] = list(self.probe.notes)
         if self.suppressed:
             data["suppressed"] = self.suppressed
         if self.notes:
@@ -104,6 +113,7 @@ def check_target(raw: str, options: CheckOptions, given: Call | None = None) -> 
     with restored_interpreter_state():
         try:
             started = time.perf_counter()
+            _tell(options, "load", report)
             loaded = load_target(raw)
             report.seconds["load"] = time.perf_counter() - started
             analyse(loaded.model, report, options, loaded.record, given)
@@ -132,6 +142,7 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
             "at the module that owns the layers.",
         )
     report.parameters = sum(p.numel() for p in params)
+    _tell(options, "capture", report)
     tick = time.perf_counter()
     inputs = ResolvedInputs(given_inputs, "given") if given_inputs is not None else resolve_inputs(model, options.inputs)
     report.input_source = inputs.source
@@ -141,7 +152,7 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
     report.graph = graph
     report.seconds["capture"] = time.perf_counter() - tick
     tick = time.perf_counter()
-
+    _tell(options, "estimate", report)
     est = estimate(graph, WeightTable(model, record), inputs.call.tensors())
     # copies of the model (a redrawn head, candidate inits) only within the probe's budget: a model too large
     # to probe is too large to copy
@@ -170,6 +181,11 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
             log.debug("rule %s failed", rule_cls.code, exc_info=True)
     report.seconds["rules"] = time.perf_counter() - tick
     if options.probe:
+        if options.progress is not None:
+            unprobed = copy.deepcopy(active)
+            pending = ProbeResult([], {}, {}, 0.0, 0, False, 0.0, skipped="not run")
+            _tell(options, "probe", dataclasses.replace(report, probe=pending),
+                  group(_kept(unprobed, instances, ctx, Suppressor(model, record, options.per_module_ignores), options, report)))
         tick = time.perf_counter()
         probe_call = inputs.call
         if options.probe_batch and options.inputs is None and inputs.source.startswith("inferred"):
@@ -207,8 +223,19 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
                 if verdict is False:
                     finding.severity = Severity.INFO
                     finding.message += " (The probe did not confirm this at initialisation; downgraded to info.)"
-    suppressor = Suppressor(model, record, options.per_module_ignores)
+    kept = _kept(active, instances, ctx, Suppressor(model, record, options.per_module_ignores), options, report)
+    if copyable:
+        _tell(options, "fixes", report, group(copy.deepcopy(kept)))
+        verify_fixes(kept, model, graph, record, inputs.call.tensors(), est)
+    report.findings = group(kept)
+    return report
+
+
+def _kept(active: list[tuple[Rule, Finding]], instances: list[Rule], ctx: RuleContext, suppressor: Suppressor,
+          options: CheckOptions, report: TargetReport) -> list[Finding]:
+    """The findings that survive suppression, with the rules that judge the suppressions themselves (GL003)."""
     kept = []
+    report.suppressed = 0
     for _, finding in active:
         if suppressor.suppressed(finding):
             report.suppressed += 1
@@ -219,7 +246,14 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
         if hook is not None:
             kept.extend(hook(ctx, suppressor, options.rules))
     kept.sort(key=lambda f: (-f.severity.rank, f.rule, f.module))
-    if copyable:
-        verify_fixes(kept, model, graph, record, inputs.call.tensors(), est)
-    report.findings = group(kept)
-    return report
+    return kept
+
+
+def _tell(options: CheckOptions, stage: str, report: TargetReport, findings: list[Finding] | None = None) -> None:
+    """Hand `options.progress` the stage about to start and the report as it stands (with `findings`)."""
+    if options.progress is None:
+        return
+    snapshot = copy.copy(report)
+    if findings is not None:
+        snapshot.findings = findings
+    options.progress(stage, snapshot)
