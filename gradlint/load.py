@@ -1,7 +1,8 @@
 """Load stage: target string -> an `nn.Module` instance, with its creation record.
 
 gradlint imports and runs the user's code, exactly as pytest does with test files. Nothing else is
-executed: target arguments are literals, and configuration is data."""
+executed: target arguments are literals, configuration is data, and the callable a target names is a
+model class or a function of the user's or of a model library (gradlint.callables), never a command."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from torch import nn
 
+from gradlint.callables import check_callable, check_module
 from gradlint.recorder import ConstructionRecord, recording
 from gradlint.sources import display_path, import_file
 from gradlint.target import TargetSpec, parse_target
@@ -57,6 +59,7 @@ def restored_interpreter_state() -> Iterator[None]:
 def load_target(raw: str) -> LoadedModel:
     """Import the target's module and build the model. Caller wraps this in `restored_interpreter_state`."""
     spec = parse_target(raw)
+    check_module(spec.location, spec.is_file, spec.raw)
     with recording() as record:
         module = _import_file(spec) if spec.is_file else _import_dotted(spec)
         obj = _resolve(module, spec)
@@ -172,6 +175,7 @@ def _instantiate(obj: Any, spec: TargetSpec) -> nn.Module:
             "or instance.",
         )
     what = "constructor" if isinstance(obj, type) else "factory"
+    check_callable(obj, spec.name, spec.raw)  # never a standard-library, built-in or torch function
     if isinstance(obj, type) and not issubclass(obj, nn.Module):
         raise GradlintError(
             ErrorKind.CONSTRUCT,
