@@ -37,7 +37,7 @@ def _folder(path: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _stdlib_folders() -> tuple[str, ...]:
-    roots = set()
+    roots: set[str] = set()
     for scheme_vars in (None, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix,
                                "installed_base": sys.base_prefix, "installed_platbase": sys.base_exec_prefix}):
         paths = sysconfig.get_paths(vars=scheme_vars) if scheme_vars else sysconfig.get_paths()
