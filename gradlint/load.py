@@ -59,7 +59,6 @@ def restored_interpreter_state() -> Iterator[None]:
 def load_target(raw: str) -> LoadedModel:
     """Import the target's module and build the model. Caller wraps this in `restored_interpreter_state`."""
     spec = parse_target(raw)
-    check_module(spec.location, spec.is_file, spec.raw)
     with recording() as record:
         module = _import_file(spec) if spec.is_file else _import_dotted(spec)
         obj = _resolve(module, spec)
@@ -69,6 +68,7 @@ def load_target(raw: str) -> LoadedModel:
 
 
 def _import_file(spec: TargetSpec) -> ModuleType:
+    check_module(spec.location, True, spec.raw)  # never a standard-library file
     path = os.path.abspath(spec.location)
     if not os.path.isfile(path):
         raise GradlintError(
@@ -126,6 +126,7 @@ def _package_module(path: str) -> tuple[str, str] | None:
 def _import_dotted(spec: TargetSpec) -> ModuleType:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    check_module(spec.location, False, spec.raw)  # found as it will be imported: a local `code/` is the user's
     try:
         return importlib.import_module(spec.location)
     except ModuleNotFoundError as exc:

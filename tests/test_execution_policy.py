@@ -86,6 +86,20 @@ def test_stdlib_decided_by_location_not_name(tmp_path: Path) -> None:
     assert not is_stdlib_file(os.path.join(sysconfig.get_paths()["purelib"], "torch", "__init__.py"))
 
 
+def test_local_module_named_like_the_stdlib_is_the_users(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dotted target resolves as it will be imported (the working directory first): a local `mailbox.py` is not
+    the standard library's."""
+    import gradlint
+
+    (tmp_path / "mailbox.py").write_text("from torch import nn\n\ndef build():\n    return nn.Linear(3, 2)\n")
+    monkeypatch.chdir(tmp_path)
+    report = gradlint.check("mailbox:build", probe=False)
+    assert report.ok, report.error and report.error.message
+    monkeypatch.chdir(Path(__file__).parent)
+    refused = gradlint.check("mailbox:Mailbox('x')", probe=False)
+    assert refused.error is not None and "module 'mailbox' is part of Python's standard library" in refused.error.message
+
+
 def test_refusal_is_a_load_error() -> None:
     with pytest.raises(GradlintError) as info:
         load_target(f"{HOSTILE}:run(['true'])")
