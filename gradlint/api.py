@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from torch import nn
 
 from gradlint.call import as_call
 from gradlint.inputs import InputSpec
-from gradlint.pipeline import CheckOptions, TargetReport, analyse, check_target
+from gradlint.pipeline import CheckOptions, TargetReport, analyse, check_target, model_raised
+from gradlint.state import preserved
 from gradlint.types import ErrorKind, GradlintError
 
 
@@ -22,7 +26,11 @@ def check(model_or_target: nn.Module | str, inputs: Any = None, probe: bool = Tr
     `inputs` is what the forward is called with, read as Lightning reads `example_input_array`: a tensor
     (the one argument), a tuple or list (positional arguments), a dict (keyword arguments); or shape
     strings like "float32[16,3,32,32]" / "attention_mask=int64[16,32]". Without it the contract's input
-    resolution applies. The report has `.findings` and `.to_dict()`."""
+    resolution applies. The report has `.findings` and `.to_dict()`.
+
+    Whatever the model's code raises (SystemExit and other BaseExceptions included) becomes the report's
+    error; only a real Ctrl-C propagates. Grad mode, the RNGs, default dtype and device, global module hooks
+    and the hooks on the model's modules are as they were before the call (gradlint.state)."""
     from gradlint.registry import all_rules, select_rules
 
     rules = select_rules(all_rules(), select, ignore)
@@ -35,14 +43,47 @@ def check(model_or_target: nn.Module | str, inputs: Any = None, probe: bool = Tr
     given = as_call(inputs) if inputs is not None and specs is None else None
     from gradlint.notebook import NotebookReport
 
-    if isinstance(model_or_target, str):
-        return NotebookReport.of(check_target(model_or_target, options, given))
-    report = NotebookReport(type(model_or_target).__name__)
-    try:
-        analyse(model_or_target, report, options, None, given)
-    except GradlintError as exc:
-        report.error = exc
-    except Exception as exc:  # a bug in gradlint must not escape into the user's notebook
-        report.error = GradlintError(ErrorKind.INTERNAL, f"gradlint failed with {type(exc).__name__}: {exc}. This is a bug in gradlint; please report it.")
-        report.traceback = traceback.format_exc()
+    model = model_or_target if isinstance(model_or_target, nn.Module) else None
+    report = NotebookReport(model_or_target if isinstance(model_or_target, str) else type(model_or_target).__name__)
+    with _ctrl_c() as pressed, preserved(model):
+        try:
+            if isinstance(model_or_target, str):
+                return NotebookReport.of(check_target(model_or_target, options, given))
+            analyse(model_or_target, report, options, None, given)
+        except GradlintError as exc:
+            report.error = exc
+        except KeyboardInterrupt as exc:
+            if pressed():
+                raise
+            report.error = model_raised(exc, report)  # raised by the model's code: no key was pressed
+        except BaseException as exc:
+            if isinstance(exc, Exception):  # a bug in gradlint must not escape into the user's notebook
+                report.error = GradlintError(ErrorKind.INTERNAL, f"gradlint failed with {type(exc).__name__}: {exc}. "
+                                             "This is a bug in gradlint; please report it.")
+            else:  # SystemExit, GeneratorExit, a library's BaseException: the model ends only its own check
+                report.error = model_raised(exc, report)
+            report.traceback = traceback.format_exc()
     return report
+
+
+@contextlib.contextmanager
+def _ctrl_c() -> Iterator[Callable[[], bool]]:
+    """Tell a real Ctrl-C (SIGINT, which still interrupts as before) from a KeyboardInterrupt the model raises.
+    Outside the main thread no handler can be installed: every KeyboardInterrupt then counts as real."""
+    seen = [threading.current_thread() is not threading.main_thread()]
+    previous = signal.getsignal(signal.SIGINT) if not seen[0] else None
+
+    def handler(signum: int, frame: Any) -> None:
+        seen[0] = True
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+    if not seen[0]:
+        signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: seen[0]
+    finally:
+        if previous is not None and signal.getsignal(signal.SIGINT) is handler:
+            signal.signal(signal.SIGINT, previous)

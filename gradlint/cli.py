@@ -301,9 +301,18 @@ def _emit(reports: list[Any], fmt: str, output: str | None, rules: list[Any], fa
                     "concise": lambda: concise.render(reports, quiet),
                     "sarif": lambda: sarif.render(reports, rules), "junit": lambda: junit.render(reports, fail_on)}[fmt]()
             print(body, file=stream or sys.stdout)
-    finally:
         if stream is not None:
-            stream.close()
+            stream.close()  # flushes: a full disk or a /proc file fails here, not at open
+    except OSError as exc:
+        if stream is None:
+            raise
+        raise UsageError(f"Cannot write the report to {output}: {exc.strerror or exc}.") from None
+    finally:
+        if stream is not None and not stream.closed:
+            try:
+                stream.close()
+            except OSError:
+                pass
 
 
 def _statistics(reports: list[Any], fmt: str, output: str | None) -> None:

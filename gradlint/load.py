@@ -1,7 +1,8 @@
 """Load stage: target string -> an `nn.Module` instance, with its creation record.
 
 gradlint imports and runs the user's code, exactly as pytest does with test files. Nothing else is
-executed: target arguments are literals, and configuration is data."""
+executed: target arguments are literals, configuration is data, and the callable a target names is a
+model class or a function of the user's or of a model library (gradlint.callables), never a command."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from torch import nn
 
+from gradlint.callables import check_callable, check_module
 from gradlint.recorder import ConstructionRecord, recording
 from gradlint.sources import display_path, import_file
 from gradlint.target import TargetSpec, parse_target
@@ -66,6 +68,7 @@ def load_target(raw: str) -> LoadedModel:
 
 
 def _import_file(spec: TargetSpec) -> ModuleType:
+    check_module(spec.location, True, spec.raw)  # never a standard-library file
     path = os.path.abspath(spec.location)
     if not os.path.isfile(path):
         raise GradlintError(
@@ -123,6 +126,7 @@ def _package_module(path: str) -> tuple[str, str] | None:
 def _import_dotted(spec: TargetSpec) -> ModuleType:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    check_module(spec.location, False, spec.raw)  # found as it will be imported: a local `code/` is the user's
     try:
         return importlib.import_module(spec.location)
     except ModuleNotFoundError as exc:
@@ -172,6 +176,7 @@ def _instantiate(obj: Any, spec: TargetSpec) -> nn.Module:
             "or instance.",
         )
     what = "constructor" if isinstance(obj, type) else "factory"
+    check_callable(obj, spec.name, spec.raw)  # never a standard-library, built-in or torch function
     if isinstance(obj, type) and not issubclass(obj, nn.Module):
         raise GradlintError(
             ErrorKind.CONSTRUCT,

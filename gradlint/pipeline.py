@@ -27,6 +27,7 @@ from gradlint.probe import ProbeResult, run_probe
 from gradlint.recorder import ConstructionRecord
 from gradlint.remedy import verify_fixes
 from gradlint.rule import Rule, RuleContext
+from gradlint.state import preserved
 from gradlint.suppress import Suppressor
 from gradlint.types import ErrorKind, Finding, GradlintError, Severity
 from gradlint.weights import WeightTable
@@ -110,7 +111,7 @@ class TargetReport:
 
 def check_target(raw: str, options: CheckOptions, given: Call | None = None) -> TargetReport:
     report = TargetReport(raw)
-    with restored_interpreter_state():
+    with restored_interpreter_state(), preserved():  # what the target's import changed ends with its check
         try:
             started = time.perf_counter()
             _tell(options, "load", report)
@@ -120,14 +121,27 @@ def check_target(raw: str, options: CheckOptions, given: Call | None = None) -> 
         except GradlintError as exc:
             report.error = exc
             report.traceback = traceback.format_exc()
-        except Exception as exc:  # a bug in gradlint: still one target's error, never the whole run
-            report.error = GradlintError(
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            report.error = model_raised(exc, report) if not isinstance(exc, Exception) else GradlintError(
                 ErrorKind.INTERNAL,
                 f"gradlint failed on this target with {type(exc).__name__}: {exc}. This is a bug in gradlint; "
                 "run with --verbose and report the traceback.",
             )
             report.traceback = traceback.format_exc()
     return report
+
+
+def model_raised(exc: BaseException, report: TargetReport) -> GradlintError:
+    """The target's error for what no `except Exception` catches (SystemExit, GeneratorExit, a library's
+    BaseException): only the model's code raises those, so it is the model's failure, never the run's."""
+    stage = (ErrorKind.CAPTURE, "while gradlint built its input and ran its forward") if report.graph is None else \
+        (ErrorKind.PROBE, "while gradlint measured it")
+    shown = f"{type(exc).__name__}({', '.join(map(repr, exc.args))})"
+    hint = " (sys.exit)" if isinstance(exc, SystemExit) else ""
+    return GradlintError(stage[0], f"{report.target}: the model's code raised {shown}{hint} {stage[1]}; gradlint reports "
+                                   "it as this target's error instead of ending the run.")
 
 
 def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, record: ConstructionRecord | None,
@@ -146,7 +160,8 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
     tick = time.perf_counter()
     inputs = ResolvedInputs(given_inputs, "given") if given_inputs is not None else resolve_inputs(model, options.inputs)
     report.input_source = inputs.source
-    graph = capture(model, inputs.call)
+    with preserved(model):  # the forward runs here: what it does to grad mode, devices or hooks stays here
+        graph = capture(model, inputs.call)
     if wrapper_note:
         report.notes.append(wrapper_note)
     report.graph = graph

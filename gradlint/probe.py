@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import random
 import signal
 import threading
 import time
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from gradlint.call import Call, as_call, first_tensor
+from gradlint.state import preserved
 from gradlint.types import ErrorKind, GradlintError, ProfileEntry, profile_dict, profile_ratio
 
 # |x| beyond which φ' is below 1% of its maximum (LogSigmoid: x beyond which, on the flat positive side)
@@ -84,27 +84,9 @@ class ProbeTimeout(Exception):
 
 @contextlib.contextmanager
 def preserved_global_state() -> Iterator[None]:
-    """Restore the torch, numpy and Python RNGs, grad mode and default dtype after the block."""
-    py_state = random.getstate()
-    np_state = None
-    try:
-        import numpy as np
-
-        np_state = np.random.get_state()
-    except ImportError:  # numpy is optional for torch
-        np = None  # type: ignore[assignment]
-    grad_enabled = torch.is_grad_enabled()
-    dtype = torch.get_default_dtype()
-    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=cuda):
-        try:
-            yield
-        finally:
-            random.setstate(py_state)
-            if np is not None and np_state is not None:
-                np.random.set_state(np_state)
-            torch.set_grad_enabled(grad_enabled)
-            torch.set_default_dtype(dtype)
+    """Restore grad mode, every RNG, default dtype and device, torch flags and global hooks after the block."""
+    with preserved():
+        yield
 
 
 @contextlib.contextmanager
@@ -196,7 +178,9 @@ def run_probe(model: nn.Module, call: Call, layers: list[tuple[str, str, str]], 
             ) from None
         except GradlintError:
             raise
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit, GeneratorExit, a library's BaseException: the model's failure
+            if isinstance(exc, KeyboardInterrupt):
+                raise
             raise GradlintError(
                 ErrorKind.PROBE,
                 f"The probe's forward/backward pass failed: {type(exc).__name__}: {exc}. The static estimate is "
@@ -256,7 +240,8 @@ def _measure(twin: nn.Module, call: Call, layers: list[tuple[str, str, str]], se
             handles.append(module.register_forward_hook(act_hook))
     try:
         with torch.enable_grad():
-            output = twin(*call.args, **call.kwargs)
+            with preserved():  # the forward may flip the default device, dtype or flags: not for what follows
+                output = twin(*call.args, **call.kwargs)
             y = first_tensor(output)
             if y is None or not y.is_floating_point():
                 raise GradlintError(ErrorKind.PROBE, "The model's output has no floating-point tensor to take a gradient of.")

@@ -4,6 +4,7 @@ user can misspell (keys, rule codes, threshold options) checked, with the neares
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -76,6 +77,11 @@ def check_rule_names(config: Any, rules: Sequence[Any]) -> None:
             if option not in rule.options:
                 valid = sorted(rule.options) or ["(none: this rule has no options)"]
                 raise unknown(where, f"option of {rule.code} in [tool.gradlint.thresholds.{key}]", option, valid)
+            expects = _same_kind(rule.options[option], options[option])
+            if expects:
+                value = options[option]
+                raise GradlintError(ErrorKind.LOAD, f"{where}: [tool.gradlint.thresholds.{key}] `{option}` must be {expects} "
+                                                    f"(default {rule.options[option]!r}); got {describe(value)}.")
     for pattern, codes in config.per_module_ignores.items():
         for code in codes:
             if code not in keys and code.upper() not in keys and code.lower() not in keys and not _prefix(code, rules):
@@ -83,6 +89,31 @@ def check_rule_names(config: Any, rules: Sequence[Any]) -> None:
         if not pattern.strip() or any(c in pattern for c in "()\\ "):
             raise GradlintError(ErrorKind.LOAD, f"{where}: per-module-ignores pattern {pattern!r} is not a module path glob "
                                                 "(dotted names with * and ?, e.g. \"encoder.layers.*\").")
+
+
+def describe(value: Any) -> str:
+    """A value as TOML would show it, with its TOML type, shortened."""
+    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
+            dict: "a table"}.get(type(value), f"a {type(value).__name__}")
+    shown = repr(value) if not isinstance(value, bool) else str(value).lower()
+    return f"{kind} ({shown[:60] + '...' if len(shown) > 60 else shown})"
+
+
+def _same_kind(default: Any, value: Any) -> str:
+    """'' when `value` can stand in for the option's `default`, else what the option expects: a number
+    for a number (an integer for an integer), true/false for a flag, a string for a string."""
+    if isinstance(default, bool):
+        return "" if isinstance(value, bool) else "true or false"
+    if isinstance(default, (int, float)):
+        integer = isinstance(default, int)
+        if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+            return "an integer" if integer else "a number"
+        return "" if math.isfinite(value) else "a finite number"
+    if isinstance(default, str):
+        return "" if isinstance(value, str) else "a string"
+    if isinstance(default, (list, tuple)):
+        return "" if isinstance(value, list) else "an array"
+    return ""
 
 
 def _prefix(code: str, rules: Sequence[Any]) -> bool:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from gradlint.pipeline import TargetReport
+from gradlint.report.escape import xml_text
 from gradlint.types import Severity
 
 _LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 
 
 def _escape(text: str, prop: bool = False) -> str:
-    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    text = xml_text(text).replace("%", "%25")  # control characters written out: no terminal escapes in CI logs.replace("\r", "%0D").replace("\n", "%0A")
     if prop:
         text = text.replace(":", "%3A").replace(",", "%2C")
     return text

@@ -8,14 +8,18 @@ from typing import Any
 
 from gradlint.pipeline import TargetReport
 from gradlint.report import report_dict
+from gradlint.report.escape import json_text
 
 
 def _finite(value: Any) -> Any:
+    """Non-finite numbers as null (the contract), strings made interchangeable (gradlint.report.escape)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, str):
+        return json_text(value)
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
+        return {json_text(k) if isinstance(k, str) else k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
 

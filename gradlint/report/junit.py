@@ -6,31 +6,32 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from gradlint.pipeline import TargetReport
+from gradlint.report.escape import xml_text as x
 from gradlint.types import Severity
 
 
 def render(targets: list[TargetReport], fail_on: Severity) -> str:
     root = ET.Element("testsuites", name="gradlint")
     for t in targets:
-        suite = ET.SubElement(root, "testsuite", name=t.target)
+        suite = ET.SubElement(root, "testsuite", name=x(t.target))
         failures = errors = 0
         if t.error is not None:
-            case = ET.SubElement(suite, "testcase", classname=t.target, name="analyse")
-            ET.SubElement(case, "error", type=t.error.kind.value, message=t.error.message)
+            case = ET.SubElement(suite, "testcase", classname=x(t.target), name="analyse")
+            ET.SubElement(case, "error", type=t.error.kind.value, message=x(t.error.message))
             errors += 1
         else:
             for f in t.findings:
                 where = f"{f.path}:{f.line}" if f.path and f.line else (f.path or "")
-                case = ET.SubElement(suite, "testcase", classname=t.target, name=f"{f.rule} {f.name} {f.module or '<root>'}",
-                                     file=f.path or "", line=str(f.line or ""))
+                case = ET.SubElement(suite, "testcase", classname=x(t.target), name=x(f"{f.rule} {f.name} {f.module or '<root>'}"),
+                                     file=x(f.path or ""), line=str(f.line or ""))
                 if f.severity.rank >= fail_on.rank:
-                    failure = ET.SubElement(case, "failure", type=f.severity.value, message=f.message)
-                    failure.text = f"{where}\n{f.message}\nfix: {f.fix or ''}".strip()
+                    failure = ET.SubElement(case, "failure", type=f.severity.value, message=x(f.message))
+                    failure.text = x(f"{where}\n{f.message}\nfix: {f.fix or ''}".strip())
                     failures += 1
                 else:
-                    ET.SubElement(case, "skipped", message=f"{f.severity.value}: {f.message}")
+                    ET.SubElement(case, "skipped", message=x(f"{f.severity.value}: {f.message}"))
             if not t.findings:
-                ET.SubElement(suite, "testcase", classname=t.target, name="no findings")
+                ET.SubElement(suite, "testcase", classname=x(t.target), name="no findings")
         suite.set("tests", str(max(len(suite), 1)))
         suite.set("failures", str(failures))
         suite.set("errors", str(errors))

@@ -7,6 +7,7 @@ from typing import Any
 
 from gradlint import __version__
 from gradlint.pipeline import TargetReport
+from gradlint.report.escape import json_safe
 from gradlint.rule import Rule
 from gradlint.types import Severity
 
@@ -49,4 +50,4 @@ def render(targets: list[TargetReport], rules: list[type[Rule]]) -> str:
         "results": results,
         "invocations": [{"executionSuccessful": not notifications, "toolExecutionNotifications": notifications}],
     }
-    return json.dumps({"$schema": SCHEMA, "version": "2.1.0", "runs": [run]}, indent=2)
+    return json.dumps(json_safe({"$schema": SCHEMA, "version": "2.1.0", "runs": [run]}), indent=2)
