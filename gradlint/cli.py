@@ -107,9 +107,9 @@ def main() -> None:
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings are reported (errors still exit 2).")
 @click.option("--input", "input_specs", multiple=True, help='Example input as DTYPE[d0,d1,...], e.g. "float32[16,3,224,224]", repeated for several positional arguments; NAME=DTYPE[...] for a keyword argument, e.g. "attention_mask=int64[16,128]".')
 @click.option("--no-probe", is_flag=True, help="Skip the confirming forward/backward pass (static estimate only).")
-@click.option("--probe-batch", type=click.IntRange(min=1), help="Batch size of the probe's inferred input (default 16).")
-@click.option("--probe-timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds the probe may take per target (default 60).")
-@click.option("--probe-max-params", type=click.IntRange(min=1), help="Largest model, in parameters, that is probed in full.")
+@click.option("--probe-batch", type=int, help="Batch size of the probe's inferred input (default 16).")
+@click.option("--probe-timeout", type=float, help="Seconds the probe may take per target (default 60).")
+@click.option("--probe-max-params", type=int, help="Largest model, in parameters, that is probed in full.")
 @click.option("--device", help="Device for the probe's copy of the model, e.g. cuda:0 (default: where the model is).")
 @click.option("--rule-dir", multiple=True, type=click.Path(file_okay=False), help="Load extra rules from this directory.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="pyproject.toml to read [tool.gradlint] from.")
@@ -118,7 +118,7 @@ def main() -> None:
 @click.option("--write-baseline", type=click.Path(dir_okay=False, writable=True), help="Record the current findings in baseline FILE; later runs with --baseline report only new ones.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for target errors, and each definition a path target skipped, with why.")
 @click.option("--isolate", is_flag=True, help="Limit each target's time (--isolate-timeout) and memory (--isolate-memory). Every target always runs in a worker process of its own.")
-@click.option("--isolate-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Seconds each target may take under --isolate.")
+@click.option("--isolate-timeout", type=float, default=300.0, show_default=True, help="Seconds each target may take under --isolate.")
 @click.option("--isolate-memory", help='Address-space limit per isolated target, e.g. "4G" (default: none).')
 @click.option("--exclude", "exclude", multiple=True, help="Glob patterns of files and folders that path targets skip (added to the configured exclude).")
 @click.option("--affected", is_flag=True, help="The path targets are changed files: also check the targets in files that import them (the pre-commit hook).")
@@ -160,6 +160,9 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
         for spec in input_specs:  # a bad --input is a usage error before any target runs
             InputSpec.parse(spec)
         known = baseline.load(baseline_path) if baseline_path else None
+        from gradlint.config import positive_option
+
+        positive_option("--isolate-timeout", isolate_timeout)
         limits = isolation.Limits(isolate_timeout, isolation.parse_size(isolate_memory) if isolate_memory else None)
     except GradlintError as exc:
         raise UsageError(exc.message) from None
