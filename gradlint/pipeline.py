@@ -92,6 +92,8 @@ class TargetReport:
                 "parameters": self.parameters,
                 "module_types": dict(self.graph.module_types),
             }
+        elif self.input_source is not None:  # an error after the input was chosen: which one it was
+            data["input"] = self.input_source
         data["estimate"] = self.estimate.to_dict() if self.estimate is not None else None
         if self.probe is not None and self.probe.skipped is None:
             data["probe"] = self.probe.to_dict()

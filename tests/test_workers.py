@@ -105,8 +105,8 @@ def test_model_output_goes_to_stderr_marked_with_its_target(hostile_run: Any) ->
 @pytest.mark.parametrize("target, kind, words", [
     (f"{W}/exits_at_import.py:Net", "load", "exit status 0 before writing its report (the model called os._exit(0)"),
     (f"{FORWARD}:ExitsInForward", "capture", "os._exit(0)"),
-    (f"{FORWARD}:SysExitInForward", "capture", "called sys.exit(3) while running the model's forward"),
-    (f"{FORWARD}:RaisesBaseException", "capture", "raised Custom: not an Exception"),
+    (f"{FORWARD}:SysExitInForward", "capture", "raised SystemExit(3) (sys.exit)"),
+    (f"{FORWARD}:RaisesBaseException", "capture", "raised Custom('not an Exception')"),
     (f"{FORWARD}:RaisesGeneratorExit", "capture", "raised GeneratorExit"),
     (f"{FORWARD}:RaisesKeyboardInterrupt", "capture", "raised KeyboardInterrupt"),
 ])
@@ -121,7 +121,7 @@ def test_a_probe_that_ends_the_process_costs_only_the_probe(hostile_run: Any) ->
     _, report = hostile_run
     (entry,) = _entries(report, f"{FORWARD}:SysExitInProbe")
     assert entry["status"] == "ok" and entry["estimate"]["profile"]
-    assert entry["probe"] is None and "sys.exit(4)" in entry["probe_skipped"]
+    assert entry["probe"] is None and "SystemExit: 4" in entry["probe_skipped"]
 
 
 def test_a_probe_that_swallows_its_alarm_is_stopped_from_outside(hostile_run: Any) -> None:

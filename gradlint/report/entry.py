@@ -64,7 +64,7 @@ class Entry:
         self.error = GradlintError(ErrorKind(error["kind"]), error["message"]) if error else None
         capture = data.get("capture") or None
         self.parameters: int = int(capture.get("parameters") or 0) if capture else 0
-        self.input_source: str | None = capture.get("input") if capture else None
+        self.input_source: str | None = capture.get("input") if capture else data.get("input")
         self.notes: list[str] = list(data.get("notes", []))
         self.suppressed: int = int(data.get("suppressed", 0))
         self.seconds: dict[str, float] = dict(data.get("seconds", {}))
