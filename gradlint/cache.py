@@ -118,8 +118,8 @@ def user_sources(exclude: tuple[str, ...] = ()) -> list[str]:
     found = set()
     for module in list(sys.modules.values()):
         file = getattr(module, "__file__", None)
-        if not file or not file.endswith(".py"):
-            continue
+        if not file or not file.endswith(".py") or not os.path.isabs(file) or not os.path.isfile(file):
+            continue  # torch's `_classes`/`_ops` name a bare file that is nowhere on disk
         normal = os.path.normcase(os.path.abspath(file))
         if normal.startswith(library) or (exclude and normal.startswith(exclude)):
             continue

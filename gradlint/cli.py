@@ -124,6 +124,7 @@ def main() -> None:
 @click.option("--affected", is_flag=True, help="The path targets are changed files: also check the targets in files that import them (the pre-commit hook).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Targets checked at once, each in its own worker process (default: the number of cores, capped by memory at about 3 GiB per target).")
 @click.option("--shard", type=_SHARD, help="Check only shard I of N (I/N, e.g. 2/4): a stable share of the targets, for a CI matrix.")
+@click.option("--no-cache", is_flag=True, help="Check every target again, ignoring and not updating .gradlint_cache/.")
 @click.option("--in-process", is_flag=True, hidden=True, help="Run the targets in this process (what a spawned worker does).")
 @click.option("-q", "--quiet", is_flag=True, help="Print the findings and nothing else (no chart, summary or progress).")
 @click.option("--color", type=click.Choice(("auto", "always", "never")), default="auto", show_default=True, help="Colour the text output.")
@@ -133,7 +134,8 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
           device: str | None, rule_dir: tuple[str, ...], config_path: str | None, statistics: bool, verbose: bool,
           baseline_path: str | None = None, write_baseline: str | None = None, isolate: bool = False,
           isolate_timeout: float | None = 300.0, isolate_memory: str | None = None, exclude: tuple[str, ...] = (),
-          affected: bool = False, jobs: int | None = None, shard: tuple[int, int] | None = None, in_process: bool = False,
+          affected: bool = False, jobs: int | None = None, shard: tuple[int, int] | None = None, no_cache: bool = False,
+          in_process: bool = False,
           quiet: bool = False, color: str = "auto") -> None:
     """Check TARGETS: FILE.py:NAME, package.module:NAME, NAME(args...), or files and folders, whose nn.Module
     classes and factories are discovered; default: the [tool.gradlint] targets."""
@@ -184,12 +186,29 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
         if progress:
             err.print(f"[dim][{index + 1}/{len(names)}] {name}[/dim]")
 
+    store = _cache(config, no_cache or in_process)
+    key = {"args": forwarded, "config": _digest(config.path), "isolate": [isolate, isolate_timeout, isolate_memory]}
+    cached = {i: store.lookup(name, key) for i, name in enumerate(names)} if store is not None else {}
+    todo = [i for i in range(len(names)) if cached.get(i) is None]
     try:
-        reports = _check_all(names, per_target, forwarded, limits if isolate else isolation.Limits(None, None),
-                             jobs or workers.default_jobs(len(names)), in_process, started)
+        fresh = _check_all([names[i] for i in todo], [per_target[i] for i in todo], forwarded,
+                           limits if isolate else isolation.Limits(None, None),
+                           jobs or workers.default_jobs(len(todo)), in_process, started)
     except KeyboardInterrupt:
         err.print("Interrupted: every worker was stopped; no report was written.", highlight=False)
         sys.exit(130)
+    from gradlint.report.entry import Entry
+
+    by_index = dict(zip(todo, fresh))
+    reports = [by_index[i] if i in by_index else Entry(cached[i]) for i in range(len(names))]  # type: ignore[arg-type]
+    if store is not None:
+        for i, report in by_index.items():
+            if report.ok and report.sources:
+                store.store(names[i], key, report.to_dict(), report.sources)
+        if cached and any(v is not None for v in cached.values()) and not quiet:
+            hits = sum(1 for v in cached.values() if v is not None)
+            err.print(f"[dim]{hits} of {len(names)} target{'s' if len(names) != 1 else ''} unchanged since the last run, "
+                      "answered from the cache (--no-cache checks them again).[/dim]")
     for report in reports:
         if report.error is not None and (fmt != "text" or output):
             err.print(Text("error", style="bold red") + Text(f" ({report.error.kind.value}) {report.target}: {report.error.message}"))
@@ -259,6 +278,19 @@ def _check_all(names: list[str], options: list[Any], forwarded: list[str], limit
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(one, enumerate(names)))
+
+
+def _cache(config: Config, off: bool) -> Any:
+    """The project's cache (`cache-dir`, default .gradlint_cache/ beside the configuration), or None."""
+    if off or os.environ.get("GRADLINT_NO_CACHE"):
+        return None
+    return _cache_forced(config)
+
+
+def _digest(path: Path | None) -> str | None:
+    from gradlint.cache import file_digest
+
+    return file_digest(str(path)) if path else None
 
 
 def _broken(found: Any) -> list[Any]:
@@ -454,6 +486,21 @@ def explain(rule: str, plot_to: str | None) -> None:
             Console(stderr=True).print(f"Wrote {plot_to}.", highlight=False)
     except GradlintError as exc:
         raise UsageError(exc.message) from None
+
+
+@main.command("clean")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="pyproject.toml to read [tool.gradlint] from.")
+def clean(config_path: str | None) -> None:
+    """Remove the cache of check results (.gradlint_cache/, or `cache-dir`)."""
+    store = _cache_forced(_config(config_path))
+    removed = store.clear()
+    Console(stderr=True).print(f"Removed {store.directory}." if removed else f"No cache at {store.directory}.", highlight=False)
+
+
+def _cache_forced(config: Config) -> Any:
+    from gradlint.cache import DEFAULT_DIR, Cache
+
+    return Cache(config.cache_dir or (config.path.parent if config.path else Path.cwd()) / DEFAULT_DIR)
 
 
 main.add_command(explain, "rule")  # ruff's name: `gradlint rule GL101`

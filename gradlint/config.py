@@ -21,7 +21,7 @@ else:  # pragma: no cover
 _KNOWN = {
     "targets", "inputs", "select", "ignore", "extend-select", "fail-on", "thresholds", "probe", "probe-batch",
     "probe-timeout", "probe-max-params", "rule-dirs", "per-module-ignores", "format",
-    "exclude", "baseline", "extend-ignore", "output-format",
+    "exclude", "baseline", "extend-ignore", "output-format", "cache-dir",
 }
 
 
@@ -45,6 +45,7 @@ class Config:
     baseline: str | None = None  # absolute, resolved against the configuration's folder
     extend_ignore: list[str] = field(default_factory=list)
     output_format: str | None = None
+    cache_dir: str | None = None  # absolute, resolved against the configuration's folder
 
     def check_options(self, target: str, rules: list[Any], *, inputs: list[str] | None = None, no_probe: bool = False,
                       probe_batch: int | None = None, probe_timeout: float | None = None,
@@ -145,6 +146,7 @@ def load_config(path: Path | None = None) -> Config:
         baseline=relocate_path(section["baseline"], base) if "baseline" in section else None,
         extend_ignore=list(section.get("extend-ignore", [])),
         output_format=section.get("output-format", section.get("format")),
+        cache_dir=relocate_path(section["cache-dir"], base) if "cache-dir" in section else None,
     )
 
 
@@ -233,5 +235,6 @@ _VALIDATORS: dict[str, Any] = {
     "output-format": _string('a format name such as "json"'),
     "exclude": _strings('["build/*", "legacy/"]'),
     "baseline": _string('a file path, e.g. "gradlint-baseline.json"'),
+    "cache-dir": _string('a folder path, e.g. ".gradlint_cache"'),
 }
 assert set(_VALIDATORS) == _KNOWN

@@ -92,6 +92,7 @@ class _Running:
     raised: str | None = None
     traceback: str | None = None
     stopped: str | None = None  # why the parent stopped it
+    sources: list[str] = field(default_factory=list)  # the user files its answer depends on (gradlint.cache)
     buffers: dict[int, bytes] = field(default_factory=dict)
 
 
@@ -208,7 +209,13 @@ def _child(job: Job, results: int, output: int, limits: Limits, threads: int | N
         seed_everything()
         send = _sender(results)
 
+        from gradlint.cache import user_sources
+
+        sources: set[str] = set()
+
         def progress(stage: str, report: Any) -> None:
+            if stage != "load":  # the target's modules are imported (and gone again once check_target returns)
+                sources.update(user_sources())
             send({"stage": stage, "entry": report.to_dict()})
 
         options = dataclasses.replace(job.options, progress=progress)
@@ -219,7 +226,7 @@ def _child(job: Job, results: int, output: int, limits: Limits, threads: int | N
                 report = check_target(job.target, options)
             else:
                 report = job.run(job.target, options)
-            send({"final": report.to_dict(), "traceback": report.traceback})
+            send({"final": report.to_dict(), "traceback": report.traceback, "sources": sorted(sources)})
         except BaseException as exc:  # SystemExit, KeyboardInterrupt, GeneratorExit... raised by the model's code
             send({"raised": _describe(exc), "traceback": traceback.format_exc()})
     except BaseException:
@@ -311,6 +318,7 @@ def _line(child: _Running, fd: int, line: bytes, echo: Callable[[str, str], None
         child.partial = message.get("entry")
     elif "final" in message:
         child.final, child.traceback = message["final"], message.get("traceback")
+        child.sources = list(message.get("sources") or [])
     elif "raised" in message:
         child.raised, child.traceback = message["raised"], message.get("traceback")
 
@@ -349,6 +357,7 @@ def _entry(child: _Running, status: int, limits: Limits) -> Entry:
     target = child.job.target
     if child.final is not None and child.stopped is None:
         entry = Entry(child.final, child.traceback)
+        entry.sources = child.sources
         if entry.error is not None and limits.memory and "allocate" in entry.error.message.lower():
             entry.error.message += f" (--isolate-memory limits each target to {limits.memory / 2**30:.3g} GiB.)"
         return entry

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Every test sees a fresh check (its own and its subprocesses'); tests/test_cache_cli.py turns the cache on.
+os.environ["GRADLINT_NO_CACHE"] = "1"
 SCHEMA_CANDIDATES = (ROOT.parent / "shared" / "spec" / "report.schema.json", ROOT / "tests" / "data" / "report.schema.json")
 
 

@@ -57,6 +57,7 @@ class Entry:
 
     def __init__(self, data: dict[str, Any], traceback: str | None = None) -> None:
         self.data = data
+        self.sources: list[str] = []  # user files the answer depends on, when a worker told them (cacheable)
         self.target: str = data["target"]
         self.traceback = traceback
         self.findings = [finding_from_dict(f) for f in data.get("findings", [])]
