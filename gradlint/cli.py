@@ -165,6 +165,10 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
         from gradlint.config import positive_option
 
         positive_option("--isolate-timeout", isolate_timeout)
+        if device is not None:
+            from gradlint.devices import check_device
+
+            check_device(device)
         limits = isolation.Limits(isolate_timeout, isolation.parse_size(isolate_memory) if isolate_memory else None)
     except GradlintError as exc:
         raise UsageError(exc.message) from None

@@ -121,6 +121,9 @@ def check_target(raw: str, options: CheckOptions, given: Call | None = None) -> 
             report.seconds["load"] = time.perf_counter() - started
             analyse(loaded.model, report, options, loaded.record, given)
         except GradlintError as exc:
+            from gradlint.devices import absent_device_hint
+
+            exc.message += absent_device_hint(exc.message)
             report.error = exc
             report.traceback = traceback.format_exc()
         except BaseException as exc:
