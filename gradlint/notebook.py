@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, fields
+from typing import Any
 
 from rich.console import Console
 
@@ -48,3 +49,9 @@ class NotebookReport(TargetReport):
 
     def __str__(self) -> str:
         return self.to_text()
+
+    def plot(self, ax: Any = None) -> Any:
+        """The gradient profile as a matplotlib figure (needs the `plot` extra); returns the axes."""
+        from gradlint.report.figure import profile_axes
+
+        return profile_axes(self, ax)
