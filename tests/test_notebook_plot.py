@@ -17,8 +17,11 @@ def test_plot_draws_the_estimate_probe_and_thresholds() -> None:
     estimate, probe = ax.lines[0], ax.lines[1]
     assert list(estimate.get_ydata()) == pytest.approx([r.log10_grad_rms for r in report.estimate.profile], abs=1e-4)
     assert list(probe.get_ydata()) == pytest.approx([r.log10_grad_rms for r in report.probe.profile], abs=1e-4)
+    from gradlint.registry import find_rule, all_rules
+
     dashed = [line.get_ydata()[0] for line in ax.lines[2:]]
-    assert dashed == [-3.0, 1.85]  # GL103 min_log10 and GL201 max_log10, read from the rules
+    rules = all_rules()
+    assert dashed == [find_rule(rules, "GL103").options["min_log10"], find_rule(rules, "GL201").options["max_log10"]]
     assert [t.get_text() for t in ax.get_xticklabels()][0] == "net.0"
 
 
