@@ -7,12 +7,15 @@ import enum
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import torch
 
 from gradlint.types import SourceLocation
+
+if TYPE_CHECKING:
+    from gradlint.estimate.table import Family
 
 
 class NodeKind(str, enum.Enum):
@@ -114,6 +117,13 @@ class ModelGraph:
 
     def ops(self) -> Iterator[NodeRecord]:
         return (r for r in self if r.kind is NodeKind.OP)
+
+    def family(self, node: NodeRecord | str) -> Family | None:
+        """The op family of `node` (weighted, normalisation, pointwise, pooling...), as the estimator's op
+        table declares it: rules ask this, never keep op-name lists. None for non-op nodes and unknown ops."""
+        from gradlint.estimate.table import node_family  # the estimator registers its table on import
+
+        return node_family(self.records[node] if isinstance(node, str) else node)
 
     def users(self, name: str) -> list[NodeRecord]:
         return [self.records[n] for n in self.nx.successors(name)]

@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 from torch import nn
 
 from gradlint.estimate import Estimate
-from gradlint.estimate.transfer import TRANSFERS, batch_norm
+from gradlint.estimate.table import TABLE, Family
+from gradlint.estimate.transfer import batch_norm
 from gradlint.graph import ModelGraph, NodeRecord
 from gradlint.recorder import ConstructionRecord, class_location
 from gradlint.types import Finding, ProfileEntry, Risk, Severity, SourceLocation
@@ -21,7 +22,7 @@ SEVERITY_MEANING = ("error = the model will not train even with Adam; warning = 
                     "or needs a trick to; info = measurable but harmless")
 
 # Every op name the estimator treats as batch norm (aten variants of one layer).
-BATCH_NORM_OPS = frozenset(op for op, fn in TRANSFERS.items() if fn is batch_norm)
+BATCH_NORM_OPS = frozenset(op for op, entry in TABLE.items() if entry.rule is batch_norm)
 
 
 @dataclass
@@ -119,7 +120,7 @@ class Rule:
 def is_gate(ctx: RuleContext, name: str) -> bool:
     """A saturating op that feeds a product is a gate (GLU, squeeze-excitation, LSTM-style) or part of a
     non-saturating composite (swish): its range is the point, so it is neither a chain link nor saturated."""
-    return any(user.op in ("mul", "div") for user in ctx.graph.users(name))
+    return any(ctx.graph.family(user) is Family.PRODUCT for user in ctx.graph.users(name))
 
 
 def parent_module(path: str | None) -> str | None:

@@ -5,17 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+from gradlint.estimate.table import Family
 from gradlint.graph import NodeKind
 from gradlint.rule import Rule, RuleContext, is_gate, measured_drift
 from gradlint.types import Finding, Risk, Severity
 
-# Ops that carry the signal from one activation to the next without normalising it or adding a skip.
-PLAIN = {
-    "linear", "conv1d", "conv2d", "conv3d", "convolution", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-    "view", "reshape", "_unsafe_view", "flatten", "unflatten", "permute", "transpose", "t", "contiguous", "clone",
-    "dropout", "native_dropout", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
-    "adaptive_avg_pool2d", "getitem", "squeeze", "unsqueeze", "matmul", "mm", "addmm", "_to_copy", "alias",
-}
+# Op families that carry the signal from one activation to the next without normalising it or adding a skip.
+PLAIN = frozenset({Family.WEIGHTED, Family.MATMUL, Family.STRUCTURAL, Family.DROPOUT, Family.MAX_POOLING,
+                   Family.AVERAGE_POOLING})
 
 
 class SaturatingChain(Rule):
@@ -130,7 +127,7 @@ def _previous_saturating(ctx: RuleContext, start: str, saturating: set[str]) -> 
             yield name
             continue
         node = graph[name]
-        if node.kind is not NodeKind.OP or node.op not in PLAIN:
+        if node.kind is not NodeKind.OP or graph.family(node) not in PLAIN:
             continue  # a normalization, a skip (add), a concat or another activation ends the chain
         for src in node.inputs:
             if src not in seen and graph[src].kind is NodeKind.OP:

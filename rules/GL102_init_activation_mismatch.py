@@ -11,12 +11,16 @@ from typing import Any
 
 import networkx as nx
 
+from gradlint.estimate.table import Family
 from gradlint.graph import NodeKind, WeightedLayer
 from gradlint.rule import Rule, RuleContext, measured_drift
 from gradlint.types import Finding, Risk, Severity
 from gradlint.updates import Updates
 
-_LAYER_OPS = {"linear", "conv1d", "conv2d", "conv3d", "convolution", "addmm", "mm", "matmul"}
+# A layer's output op: its weight, or a hand-written product with it, times the signal.
+_LAYERS = frozenset({Family.WEIGHTED, Family.MATMUL})
+# Elementwise arithmetic inside an activation's composite (swish's `x * sigmoid(x)`): not its name.
+_ARITHMETIC = frozenset({Family.SUM, Family.PRODUCT})
 
 
 @dataclass
@@ -26,6 +30,7 @@ class _Link:
     layer: WeightedLayer
     act: str  # last node of the pointwise composite rooted at the layer output
     ops: tuple[str, ...]  # the composite's primitive ops ("relu"; "sigmoid", "mul" for swish)
+    named: tuple[str, ...]  # those that name it: not its elementwise arithmetic ("sigmoid" for swish)
     saturating: bool
     backward: float  # fan_out_eff * E[w²] * E[φ'²]: mean-square gradient gain of layer + activation
     forward: float  # fan_in * E[w²] * E[φ²] / q_in: second-moment gain of the pre-activations
@@ -164,7 +169,7 @@ def _link(ctx: RuleContext, layer: WeightedLayer) -> _Link | None:
     """The layer with the activation its output feeds, or None when no activation follows directly."""
     graph, est = ctx.graph, ctx.estimate
     out = graph[layer.output]
-    if out.op not in _LAYER_OPS:
+    if graph.family(out) not in _LAYERS:
         return None
     composite = [n for n, info in est.pointwise.items() if info.root == layer.output]
     if not composite:
@@ -182,10 +187,12 @@ def _link(ctx: RuleContext, layer: WeightedLayer) -> _Link | None:
         return None
     fan_in = weight.shape[1] * math.prod(weight.shape[2:])
     fan_out = weight.shape[0] * math.prod(weight.shape[2:])
-    ops = tuple(sorted({graph[n].op for n, i in est.pointwise.items() if i.root == layer.output}))
+    members = [graph[n] for n, i in est.pointwise.items() if i.root == layer.output]
+    ops = tuple(sorted({node.op for node in members}))
+    named = tuple(sorted({node.op for node in members if graph.family(node) not in _ARITHMETIC}))
     shape = info.shape
     odd = shape.saturating and abs(shape.at_zero) < 1e-6 and shape.slope_at_zero > 0
-    return _Link(layer, act, ops, info.saturating, linear_gain * info.grad_second,
+    return _Link(layer, act, ops, named, info.saturating, linear_gain * info.grad_second,
                  fan_in * w2 * est.stats[act].q / q_in.q, _looks_like(w2, fan_in, fan_out),
                  math.sqrt(w2 * fan_in / (linear_gain * info.grad_second)), math.sqrt(w2 * fan_in),
                  1.0 / shape.slope_at_zero if odd else None)
@@ -205,8 +212,7 @@ def _looks_like(w2: float, fan_in: int, fan_out: int) -> str:
 
 
 def _act_name(link: _Link) -> str:
-    named = [op for op in link.ops if op not in ("mul", "add", "div", "sub")]
-    return "·".join(named) or "·".join(link.ops)
+    return "·".join(link.named) or "·".join(link.ops)
 
 
 def _fix(link: _Link, gain: float) -> tuple[str, str]:

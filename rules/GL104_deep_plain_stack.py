@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from gradlint.estimate.table import Family
 from gradlint.graph import NodeKind
 from gradlint.rule import Rule, RuleContext, measured_drift, probe_entry
 from gradlint.types import Finding, Risk, Severity
 
-_MERGE_OPS = {"add", "sub", "cat", "concat", "stack", "mul", "div", "where", "maximum", "minimum"}
+# Op families where two computed tensors can meet: a residual sum, a gate, a concatenation.
+_MERGES = frozenset({Family.SUM, Family.PRODUCT, Family.SELECT, Family.CONCATENATION})
 
 
 class DeepPlainStack(Rule):
@@ -107,7 +109,7 @@ model = nn.Sequential(*layers)
 def _merges(ctx: RuleContext, name: str) -> bool:
     """Two or more computed tensors meet here (a residual add, a concat, a gate): a skip or a branch."""
     node = ctx.graph[name]
-    if node.op not in _MERGE_OPS or name in ctx.estimate.pointwise:
+    if ctx.graph.family(node) not in _MERGES or name in ctx.estimate.pointwise:
         return False  # a pointwise function of one tensor (x * sigmoid(x)) is not a merge
     computed = {src for src in node.inputs
                 if ctx.graph[src].kind in (NodeKind.OP, NodeKind.INPUT) and ctx.graph[src].shape not in (None, ())}

@@ -7,7 +7,10 @@ from typing import Any
 
 import networkx as nx
 
-from gradlint.graph import NodeKind, Ref
+import torch
+
+from gradlint.estimate.table import Family
+from gradlint.graph import NodeKind, NodeRecord, Ref
 from gradlint.rule import Rule, RuleContext
 from gradlint.types import Finding, Risk, Severity
 
@@ -49,9 +52,10 @@ class Net(nn.Module):
                     "after the first backward pass.", node=node, fix=self.fix, evidence={"nonfinite_share": info.nonfinite},
                 )
         for node in graph.ops():
-            if node.op in ("div", "true_divide") and node.name in graph.live and len(node.args) > 1:
+            if graph.family(node) is Family.PRODUCT and node.name in graph.live and len(node.args) > 1:
                 divisor = node.args[1]
-                if isinstance(divisor, Ref) and graph[divisor.name].kind is not NodeKind.INPUT and est.stats[divisor.name].q == 0.0:
+                if (isinstance(divisor, Ref) and graph[divisor.name].kind is not NodeKind.INPUT
+                        and est.stats[divisor.name].q == 0.0 and _nonfinite_at_zero(node)):
                     yield self.finding(
                         ctx, node.module, f"{node.module or '<root>'} divides by `{graph[divisor.name].param or divisor.name}`, "
                         "which is exactly zero at initialisation: the forward pass is Inf/NaN from the first step.",
@@ -82,3 +86,19 @@ def _carries_data(ctx: RuleContext, root: str) -> bool:
     graph = ctx.graph
     sources = {graph[n].kind for n in nx.ancestors(graph.nx, root)} | {graph[root].kind}
     return bool(sources & {NodeKind.INPUT, NodeKind.PARAM})
+
+
+def _nonfinite_at_zero(node: NodeRecord) -> bool:
+    """Whether the op gives Inf/NaN when its second operand is 0 and its first is 1: a quotient, not a product
+    (decided by evaluating the op itself on two numbers, not by its name)."""
+    op = getattr(torch.ops.aten, node.op, None)
+    target = getattr(op, "default", None) if node.inplace else node.target
+    if target is None:
+        return False
+    args = [torch.ones((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)]
+    try:
+        with torch.no_grad():
+            out = target(*args, *node.args[2:], **{k: v for k, v in node.kwargs.items() if not isinstance(v, Ref)})
+    except Exception:  # an overload that takes other arguments: nothing to say
+        return False
+    return isinstance(out, torch.Tensor) and not bool(torch.isfinite(out).all())

@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+from gradlint.estimate.table import Family
 from gradlint.rule import Rule, RuleContext
 from gradlint.types import Finding, Risk, Severity
-
-VANILLA = {"rnn_tanh": "tanh", "rnn_relu": "relu"}
 
 VANILLA_FIX = (
     "Replace the plain RNN with a gated one (`nn.LSTM(input_size, hidden, batch_first=True)` or `nn.GRU(...)`, "
@@ -71,7 +70,7 @@ nn.init.zeros_(self.lstm.bias_ih_l0)
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         graph, est = ctx.graph, ctx.estimate
         for node in graph.ops():
-            if node.op not in (*VANILLA, "lstm") or node.name not in graph.live:
+            if graph.family(node) is not Family.RECURRENT or node.name not in graph.live:
                 continue
             notes = est.notes.get(node.name, {})
             decades, steps, gain = notes.get("log10_through_time"), notes.get("steps"), notes.get("gain_per_step")
@@ -83,9 +82,10 @@ nn.init.zeros_(self.lstm.bias_ih_l0)
                 continue  # every step's output reaches the loss directly: its gradient need not travel back in time
             evidence = {"steps": steps, "gain_per_step": round(gain, 4), "log10_through_time": round(decades, 2)}
             where = node.module or "<root>"
-            if node.op in VANILLA:
+            cell = notes.get("nonlinearity")  # the estimator notes it for an ungated RNN
+            if cell is not None:
                 message = (
-                    f"{where} is a plain {VANILLA[node.op]} RNN over {steps} steps: each step back in time keeps "
+                    f"{where} is a plain {cell} RNN over {steps} steps: each step back in time keeps "
                     f"an estimated {gain:.2f} of the mean-square gradient, so the first step receives 10^{decades:.1f} "
                     f"of the gradient of the last. It will not learn dependencies more than a few steps long; use "
                     f"nn.LSTM (forget-gate bias 1) or nn.GRU and clip gradients."
@@ -108,8 +108,6 @@ nn.init.zeros_(self.lstm.bias_ih_l0)
             yield self.finding(ctx, node.module, message, node=node, fix=LSTM_FIX, evidence=evidence)
 
 
-# Indexing ops: when one keeps only a few of the sequence's steps, the steps it drops get no direct gradient.
-_PICKS = frozenset({"select", "slice", "index", "narrow", "gather", "index_select", "take_along_dim"})
 
 
 def _loss_at_every_step(ctx: RuleContext, rnn: str, steps: int) -> bool:
@@ -128,8 +126,9 @@ def _loss_at_every_step(ctx: RuleContext, rnn: str, steps: int) -> bool:
             node = graph[name]
             if user.name in seen:
                 continue
-            if user.op in _PICKS and node.numel and user.numel * max(steps, 1) <= 2 * node.numel:
-                continue  # keeps at most two of the steps: a last-state readout
+            if (graph.family(user) is Family.STRUCTURAL and node.numel
+                    and user.numel * max(steps, 1) <= 2 * node.numel):
+                continue  # a selection that keeps at most two of the steps: a last-state readout
             seen.add(user.name)
             stack.append(user.name)
     return False

@@ -5,22 +5,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+from gradlint.estimate.table import Family
 from gradlint.graph import NodeKind, NodeRecord, Ref
 from gradlint.rule import Rule, RuleContext, probe_entry
 from gradlint.types import Finding, Risk, Severity
 
-PRODUCTS = {"matmul", "bmm", "einsum"}
-# Ops between the score product and the softmax that neither rescale nor end the logit path (masks, biases).
-LOGIT_PATH = {"view", "reshape", "_unsafe_view", "permute", "transpose", "contiguous", "clone", "add", "sub",
-              "masked_fill", "where", "dropout", "native_dropout", "_to_copy", "alias", "expand", "unsqueeze",
-              "squeeze", "float", "to", "type_as"}
-# Ops between a projection and the score product that keep the operand an activation.
-OPERAND_PATH = {"view", "reshape", "_unsafe_view", "permute", "transpose", "t", "contiguous", "clone", "split",
-                "split_with_sizes", "chunk", "unbind", "getitem", "select", "slice", "_to_copy", "alias",
-                "expand", "unsqueeze", "squeeze"}
-SCALES = {"mul", "div", "true_divide"}
-SDPA = {"scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu",
-        "_scaled_dot_product_attention_math"}
+# Op families between the score product and the softmax that neither rescale nor end the logit path (views,
+# casts, masks, biases, dropout).
+LOGIT_PATH = frozenset({Family.STRUCTURAL, Family.DROPOUT, Family.SUM, Family.SELECT})
+# Between a projection and the score product, views and selections keep the operand an activation.
+OPERAND_PATH = frozenset({Family.STRUCTURAL})
+# What the softmax's output goes through before it weights the values.
+PROBABILITY_PATH = frozenset({Family.STRUCTURAL, Family.DROPOUT})
 
 
 class UnscaledAttention(Rule):
@@ -66,9 +62,10 @@ attn = torch.softmax(scores, dim=-1) @ v
         for node in graph.ops():
             if node.name not in graph.live:
                 continue
-            if node.op in SDPA:
+            family = graph.family(node)
+            if family is Family.ATTENTION:
                 finding = self._check_sdpa(ctx, node)
-            elif node.op in ("softmax", "_softmax", "_safe_softmax"):
+            elif family is Family.SOFTMAX:
                 finding = self._check_softmax(ctx, node)
             else:
                 continue
@@ -87,7 +84,7 @@ attn = torch.softmax(scores, dim=-1) @ v
         product, scaled = _score_product(ctx, node.name)
         if product is None:
             return None
-        operands = [_operand_source(ctx, ref.name) for ref in product.args[:2] if isinstance(ref, Ref)]
+        operands = [_operand_source(ctx, name) for name in _factors(ctx, product)]
         if len(operands) != 2 or any(src is None for src, _ in operands):
             return None  # a weight operand: a classifier, not attention
         scaled = scaled or any(rescaled for _, rescaled in operands)
@@ -98,7 +95,7 @@ attn = torch.softmax(scores, dim=-1) @ v
             logit_std = math.sqrt(stat.var) if stat is not None and math.isfinite(stat.var) else None
         if logit_std is None or logit_std <= self.opts["max_logit_std"]:
             return None
-        d = (graph[product.args[0].name].shape or (1,))[-1]
+        d = (graph[_factors(ctx, product)[0]].shape or (1,))[-1]
         keys = notes.get("keys") or (node.shape or (1,))[-1]
         q_a, q_b = (est.stats[src].q for src, _ in operands)  # the projections' outputs, before any scaling
         scaled_std = math.sqrt(q_a * q_b)  # the logit std with exactly 1/sqrt(d)
@@ -115,14 +112,13 @@ attn = torch.softmax(scores, dim=-1) @ v
             "keys": keys, **_qkv_layers(ctx, product, node)}))
 
     def _check_sdpa(self, ctx: RuleContext, node: NodeRecord) -> Finding | None:
-        scale = node.kwargs.get("scale")
-        if scale is None and len(node.args) > 6:
-            scale = node.args[6]
+        notes = ctx.estimate.notes.get(node.name, {})
+        scale = notes.get("scale")  # the estimator notes an explicit `scale` argument
         if not isinstance(scale, (int, float)) or not isinstance(node.arg(0), Ref):
             return None
         d = (ctx.graph[node.arg(0).name].shape or (1,))[-1]
         ratio = float(scale) * math.sqrt(d)
-        logit_std = ctx.estimate.notes.get(node.name, {}).get("logit_std")
+        logit_std = notes.get("logit_std")
         if ratio < self.opts["max_scale_ratio"] or logit_std is None or not logit_std > self.opts["max_logit_std"]:
             return None
         where = node.module or "<root>"
@@ -162,7 +158,12 @@ def _is_constant(ctx: RuleContext, value: object) -> bool:
 
 
 def _is_scale(ctx: RuleContext, node: NodeRecord) -> bool:
-    return node.op in SCALES and any(_is_constant(ctx, a) for a in node.args[:2])
+    return ctx.graph.family(node) is Family.PRODUCT and any(_is_constant(ctx, a) for a in node.args[:2])
+
+
+def _factors(ctx: RuleContext, product: NodeRecord) -> tuple[str, ...]:
+    """The two tensors a product multiplies, as the estimator noted them (an addmm's bias is not one)."""
+    return tuple(ctx.estimate.notes.get(product.name, {}).get("operands", ()))
 
 
 def _score_product(ctx: RuleContext, start: str) -> tuple[NodeRecord | None, bool]:
@@ -178,12 +179,12 @@ def _score_product(ctx: RuleContext, start: str) -> tuple[NodeRecord | None, boo
         node = graph[ref.name]
         if node.kind is not NodeKind.OP:
             continue
-        if node.op in PRODUCTS:
+        if ctx.graph.family(node) is Family.MATMUL and len(_factors(ctx, node)) == 2:
             return node, scaled
         if _is_scale(ctx, node):
             scaled = True
             stack.extend(a for a in node.args if isinstance(a, Ref) and not _is_constant(ctx, a))
-        elif node.op in LOGIT_PATH:
+        elif ctx.graph.family(node) in LOGIT_PATH:
             stack.extend(a for a in node.args if isinstance(a, Ref))
     return None, scaled
 
@@ -192,7 +193,7 @@ def _operand_source(ctx: RuleContext, name: str) -> tuple[str | None, bool]:
     """The op producing a score operand (None for a weight) and whether it was rescaled on the way."""
     graph, scaled = ctx.graph, False
     node = graph[name]
-    while node.kind is NodeKind.OP and (node.op in OPERAND_PATH or _is_scale(ctx, node)):
+    while node.kind is NodeKind.OP and (graph.family(node) in OPERAND_PATH or _is_scale(ctx, node)):
         scaled = scaled or _is_scale(ctx, node)
         refs = [a for a in node.args if isinstance(a, Ref) and graph[a.name].kind is not NodeKind.CONSTANT
                 and not _is_constant(ctx, a)]
@@ -206,14 +207,14 @@ def _qkv_layers(ctx: RuleContext, product: NodeRecord, softmax: NodeRecord) -> d
     """The weighted layers producing q, k and v when they are separate layers (the probe compares them)."""
     graph = ctx.graph
     found: dict[str, str] = {}
-    for key, ref in zip("qk", product.args[:2]):
-        src, _ = _operand_source(ctx, ref.name)
+    for key, name in zip("qk", _factors(ctx, product)):
+        src, _ = _operand_source(ctx, name)
         if src is not None and (layer := graph.layer_at(src)) is not None:
             found[f"{key}_layer"] = layer.module
     for user in _users_through(ctx, softmax.name):
-        if user.op in PRODUCTS:
-            other = [a for a in user.args[:2] if isinstance(a, Ref)][-1]
-            src, _ = _operand_source(ctx, other.name)
+        factors = _factors(ctx, user)
+        if graph.family(user) is Family.MATMUL and len(factors) == 2:
+            src, _ = _operand_source(ctx, factors[-1])
             if src is not None and (layer := graph.layer_at(src)) is not None:
                 found["v_layer"] = layer.module
     return found if len(set(found.values())) == 3 else {}
@@ -223,7 +224,7 @@ def _users_through(ctx: RuleContext, name: str) -> list[NodeRecord]:
     """Users of `name`, looking through dropout and dtype casts."""
     out = []
     for user in ctx.graph.users(name):
-        if user.op in ("dropout", "native_dropout", "_to_copy", "getitem", "type_as", "to"):
+        if ctx.graph.family(user) in PROBABILITY_PATH:
             out.extend(_users_through(ctx, user.name))
         else:
             out.append(user)

@@ -17,7 +17,7 @@ from gradlint.estimate.constant import Evaluator, element_stat, within_unit_vari
 from gradlint.estimate.elementwise import is_float, mix
 from gradlint.estimate.pointwise import PointwiseResolver, Shape, derivative_shape, is_pointwise, pointwise_stat
 from gradlint.estimate.stat import Stat, UNIT, ZERO
-from gradlint.estimate.transfer import TRANSFERS
+from gradlint.estimate.table import Family, TABLE, family_of
 from gradlint.estimate.update import log10_update_ratio
 from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref
 from gradlint.types import ProfileEntry, profile_dict, profile_ratio
@@ -140,6 +140,9 @@ class _Context:
         """The real value of a data-independent input (a mask, a constant), or None."""
         return self.evaluator.value(ref.name) if isinstance(ref, Ref) else ref
 
+    def uniform(self, ref: Any) -> float | None:
+        return self.evaluator.uniform(ref.name) if isinstance(ref, Ref) else None
+
     def tuple_result(self, node: NodeRecord, stats: list[Stat]) -> None:
         self.tuples[node.name] = stats
 
@@ -244,7 +247,8 @@ def _op_transfer(node: NodeRecord, ctx: _Context, resolver: PointwiseResolver, s
                     pointwise[node.name] = PointwiseInfo(root, moments.grad_second, moments.max_grad, moments.grad_mean,
                                                          root_stat, derivative_shape(fn, sig, root_stat), moments.nonfinite)
                 return stat, {root: moments.grad_second}
-    rule = TRANSFERS.get(node.op) or (mix if is_pointwise(node) else None)
+    entry = TABLE.get(node.op)
+    rule = entry.rule if entry is not None and entry.rule is not None else (mix if is_pointwise(node) else None)
     if rule is None:
         unknown.append(node.op)
         stat, node_gains = _unknown(node, ctx)
@@ -273,10 +277,6 @@ def _constant(node: NodeRecord, ctx: _Context, modelled: Stat) -> Stat:
     return Stat(elements.mean, elements.q, min(within, elements.q))
 
 
-_MAX_POOLS = ("max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices", "max_pool2d_with_indices",
-              "max_pool3d_with_indices", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d")
-
-
 def _pool_after_activation(graph: ModelGraph, ctx: _Context, resolver: PointwiseResolver,
                            gains: dict[str, dict[str, float]], pointwise: dict[str, PointwiseInfo]) -> None:
     """Max pooling picks each window's largest activation, so the gradient only reaches units that are on
@@ -285,11 +285,11 @@ def _pool_after_activation(graph: ModelGraph, ctx: _Context, resolver: Pointwise
     from gradlint.estimate.transfer import _max_order_moments
 
     for node in graph.ops():
-        if node.op not in _MAX_POOLS:
+        if family_of(node.op) is not Family.MAX_POOLING:
             continue
         src = node.inputs[0] if node.inputs else None
         info = pointwise.get(src or "")
-        if src is None or info is None or info.grad_mean < 0 or any(u.op not in _MAX_POOLS for u in graph.users(src)):
+        if src is None or info is None or info.grad_mean < 0 or any(family_of(u.op) is not Family.MAX_POOLING for u in graph.users(src)):
             continue
         k = max(int(round(graph[src].numel / max(node.numel, 1))), 1)
         e1, e2 = _max_order_moments(k)

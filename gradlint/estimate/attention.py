@@ -17,13 +17,12 @@ from typing import Any
 import torch
 
 from gradlint.estimate.stat import Stat, ZERO
-from gradlint.estimate.transfer import Context, Gains, Result, _add_gain, _ref, softmax_moments, transfer
+from gradlint.estimate.table import Context, Family, Gains, Result, add_gain as _add_gain, family_of, ref_name as _ref, transfer
+from gradlint.estimate.transfer import softmax_moments
 from gradlint.graph import NodeRecord, Ref
 
 Rows = list[tuple[float, float]]  # (share of query rows, effective keys of such a row)
 MASKED = -1e4  # an additive entry this far below the row's largest is a masked key for any softmax
-_PASS = {"view", "reshape", "_unsafe_view", "_to_copy", "to", "clone", "contiguous", "type_as", "alias", "expand",
-         "unsqueeze", "squeeze"}
 
 
 def _histogram(counts: torch.Tensor) -> Rows:
@@ -92,7 +91,7 @@ def _masked_input(ctx: Context, x: Any, shape: tuple[int, ...]) -> tuple[Any, Ro
     for _ in range(4):
         if node is None:
             break
-        if node.op in ("add", "sub") and len(node.args) >= 2:
+        if family_of(node.op) is Family.SUM and len(node.args) >= 2:
             a, b = node.arg(0), node.arg(1)
             for scores, bias in ((a, b), (b, a)):
                 value = ctx.value(bias)
@@ -112,14 +111,14 @@ def _masked_input(ctx: Context, x: Any, shape: tuple[int, ...]) -> tuple[Any, Ro
                 rows = mask_rows(cond.bool(), shape)
                 if rows is not None:
                     return node.arg(1), rows
-        if node.op not in _PASS:
+        if family_of(node.op) is not Family.STRUCTURAL:  # look through views and casts only
             break
         src = node.arg(0)
         node = ctx.graph[src.name] if isinstance(src, Ref) else None
     return x, None
 
 
-@transfer("softmax", "_softmax", "_safe_softmax", family="attention")
+@transfer("softmax", "_softmax", "_safe_softmax", family=Family.SOFTMAX)
 def softmax(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     shape = ctx.shape(x) or (1,)
@@ -142,11 +141,12 @@ class _Layout:
     dropout: tuple[int, str] | None
     causal: tuple[int, str] | None
     outputs: int  # how many results the op returns (1: a tensor)
+    scale: tuple[int, str] = (99, "scale")  # keyword-only unless the op takes it by position
 
 
 _LAYOUTS = {
-    "scaled_dot_product_attention": _Layout((3, "attn_mask"), (4, "dropout_p"), (5, "is_causal"), 1),
-    "_scaled_dot_product_attention_math": _Layout((3, "attn_mask"), (4, "dropout_p"), (5, "is_causal"), 2),
+    "scaled_dot_product_attention": _Layout((3, "attn_mask"), (4, "dropout_p"), (5, "is_causal"), 1, (6, "scale")),
+    "_scaled_dot_product_attention_math": _Layout((3, "attn_mask"), (4, "dropout_p"), (5, "is_causal"), 2, (6, "scale")),
     "_scaled_dot_product_flash_attention_for_cpu": _Layout((99, "attn_mask"), (3, "dropout_p"), (4, "is_causal"), 2),
     "_scaled_dot_product_flash_attention": _Layout(None, (3, "dropout_p"), (4, "is_causal"), 9),
     "_scaled_dot_product_efficient_attention": _Layout((3, "attn_bias"), (5, "dropout_p"), (6, "is_causal"), 4),
@@ -164,7 +164,7 @@ def _arg(node: NodeRecord, where: tuple[int, str] | None, default: Any) -> Any:
     return default if where is None else node.arg(where[0], where[1], default)
 
 
-@transfer(*_LAYOUTS, family="attention")
+@transfer(*_LAYOUTS, family=Family.ATTENTION)
 def sdpa(node: NodeRecord, ctx: Context) -> Result:
     """softmax(q k^T * scale + mask) v with dropout on the probabilities; grouped-query heads share k, v."""
     layout = _LAYOUTS[node.op]
@@ -172,10 +172,10 @@ def sdpa(node: NodeRecord, ctx: Context) -> Result:
     qs, ks, vs = ctx.stat(qn), ctx.stat(kn), ctx.stat(vn)
     qshape, kshape, vshape = ctx.shape(qn) or (1, 1), ctx.shape(kn) or (1, 1), ctx.shape(vn) or (1, 1)
     d, n_keys, n_queries, dv = qshape[-1], kshape[-2], qshape[-2], vshape[-1]
-    scale = _scalar(node.kwargs.get("scale"))
-    if scale is None and node.op in ("scaled_dot_product_attention", "_scaled_dot_product_attention_math"):
-        scale = _scalar(node.arg(6))
-    scale = scale if scale is not None else 1.0 / math.sqrt(d)
+    explicit = _scalar(_arg(node, layout.scale, None))
+    if explicit is not None:
+        ctx.note(node, "scale", explicit)  # a `scale` given instead of the default 1/sqrt(d)
+    scale = explicit if explicit is not None else 1.0 / math.sqrt(d)
     p = _scalar(_arg(node, layout.dropout, 0.0)) or 0.0
     keep = 1.0 - p if 0.0 < p < 1.0 else 1.0
     rows: Rows | None = None

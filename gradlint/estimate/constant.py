@@ -11,15 +11,12 @@ from typing import Any
 
 import torch
 
+from gradlint.estimate.table import TABLE, rule_of
+from gradlint.estimate.transfer import size
 from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref
 from gradlint.weights import WeightTable
 
 MAX_NUMEL = 1 << 24  # larger results are left to the moment model (memory, time)
-# Ops whose result depends on their tensor inputs' shapes only, never on their values.
-_SHAPE_ONLY = {"zeros_like", "ones_like", "full_like", "new_zeros", "new_ones", "new_full", "sym_size", "size",
-               "sym_numel", "numel", "_assert_tensor_metadata"}
-# Uninitialised memory: the value is whatever is written into it later.
-_UNDEFINED = {"empty", "empty_like", "new_empty", "empty_strided", "empty_permuted"}
 _PLACEMENT = ("device", "pin_memory")
 
 
@@ -30,9 +27,21 @@ def data_independent(graph: ModelGraph) -> set[str]:
         if node.kind in (NodeKind.PARAM, NodeKind.BUFFER, NodeKind.CONSTANT):
             free.add(node.name)
         elif node.kind is NodeKind.OP and not _seeded(node):
-            if node.op in _SHAPE_ONLY or all(src in free for src in node.inputs):
+            if _shape_only(node.op) or all(src in free for src in node.inputs):
                 free.add(node.name)
     return free
+
+
+def _shape_only(op: str) -> bool:
+    """The table says the op's result depends on its inputs' shapes only, never on their values."""
+    entry = TABLE.get(op)
+    return entry is not None and not entry.reads_values
+
+
+def _defined(op: str) -> bool:
+    """False for uninitialised memory: the value is whatever is written into it later."""
+    entry = TABLE.get(op)
+    return entry is None or entry.defined
 
 
 def _seeded(node: NodeRecord) -> bool:
@@ -81,7 +90,7 @@ class Evaluator:
         if node.kind is not NodeKind.OP:
             tensor = node.value if node.value is not None else self.weights.tensor(node.param) if node.param else None
             result = tensor.detach() if isinstance(tensor, torch.Tensor) and tensor.device.type != "meta" else None
-        elif node.op not in _UNDEFINED:
+        elif _defined(node.op):
             result = self._run(node)
         self.values[name] = result
         return result
@@ -114,7 +123,7 @@ class Evaluator:
 
         def resolve(v: Any) -> Any:
             if isinstance(v, Ref):
-                if node.op in _SHAPE_ONLY and v.name not in self.free:
+                if _shape_only(node.op) and v.name not in self.free:
                     src = self.graph[v.name]
                     return torch.empty(src.shape, dtype=src.dtype or torch.float32) if src.shape is not None else missing
                 got = self.value(v.name)
@@ -129,7 +138,7 @@ class Evaluator:
                   if k not in dropped and not (k in _PLACEMENT and str(v) == "meta")}  # a meta model's masks still get values
         if any(a is missing for a in args) or any(v is missing for v in kwargs.values()):
             return None
-        if node.op in ("sym_size", "size") and len(args) == 2 and isinstance(args[0], torch.Tensor):
+        if rule_of(node.op) is size and len(args) == 2 and isinstance(args[0], torch.Tensor):
             return int(args[0].shape[int(args[1])])
         try:
             with torch.no_grad():

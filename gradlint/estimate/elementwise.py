@@ -4,10 +4,10 @@ positional parameter, x / std(x)): what is left when `pointwise.py` cannot fold 
 from __future__ import annotations
 
 from gradlint.estimate.stat import Stat, ZERO
-from gradlint.estimate.transfer import Context, Gains, Result, _add_gain, _bcast, transfer
+from gradlint.estimate.table import (Context, Family, Gains, Result, add_gain as _add_gain, broadcast as _bcast, declare,
+                                     family_of, transfer)
 from gradlint.graph import ModelGraph, NodeRecord, Ref
 
-_REDUCTIONS = {"mean", "sum", "var", "std", "norm", "linalg_vector_norm", "amax", "var_mean"}
 
 
 def is_statistic_of(graph: ModelGraph, scale: str, x: str, hops: int = 6) -> bool:
@@ -18,7 +18,7 @@ def is_statistic_of(graph: ModelGraph, scale: str, x: str, hops: int = 6) -> boo
         for name, through_reduction in frontier:
             node = graph[name]
             for src in node.inputs:
-                through = through_reduction or node.op in _REDUCTIONS
+                through = through_reduction or family_of(node.op) is Family.REDUCTION
                 if src == x and through:
                     return True
                 if (src, through) not in seen:
@@ -47,7 +47,7 @@ def mix(node: NodeRecord, ctx: Context) -> Result:
     return out, gains
 
 
-@transfer("add", "sub")
+@transfer("add", "sub", family=Family.SUM)
 def add(node: NodeRecord, ctx: Context) -> Result:
     """Second moments add (a skip and its branch are uncorrelated at init); the gradient goes to both."""
     if len(node.args) < 2:
@@ -64,7 +64,7 @@ def add(node: NodeRecord, ctx: Context) -> Result:
     return Stat(mean, max(q, mean * mean), sa.v + sb.v), gains
 
 
-@transfer("mul")
+@transfer("mul", family=Family.PRODUCT)
 def mul(node: NodeRecord, ctx: Context) -> Result:
     if len(node.args) < 2:
         return mix(node, ctx)
@@ -79,7 +79,7 @@ def mul(node: NodeRecord, ctx: Context) -> Result:
     return Stat(sa.mean * sb.mean, sa.q * sb.q, sa.v * sb.q + sb.v * (sa.q - sa.v)), gains
 
 
-@transfer("div", "true_divide")
+@transfer("div", "true_divide", family=Family.PRODUCT)
 def div(node: NodeRecord, ctx: Context) -> Result:
     if len(node.args) < 2:
         return mix(node, ctx)
@@ -92,3 +92,13 @@ def div(node: NodeRecord, ctx: Context) -> Result:
     _add_gain(gains, a, inv * _bcast(ctx, node, a))
     _add_gain(gains, b, sa.q * inv * inv * _bcast(ctx, node, b))
     return Stat(sa.mean * (sb.mean * inv if sb.q else 0.0), sa.q * inv, sa.v * inv), gains
+
+
+# Elementwise ops with no rule of their own: the pointwise mechanism judges each as φ(root), or as `mix`
+# when its inputs are independent tensors.
+declare("rsub", family=Family.SUM)
+declare("where", "maximum", "minimum", family=Family.SELECT)
+# Activations ATen does not tag as pointwise (composite implicit ones), and `pow`.
+declare("hardswish", "log_sigmoid", "rrelu", "rrelu_with_noise", "softsign", "tanhshrink", "square", "relu6", "silu",
+        "mish", "selu", "celu", "gelu", "hardsigmoid", "hardtanh", "leaky_relu", "elu", "softplus", "positive",
+        "special_expit", "nan_to_num", "pow", family=Family.POINTWISE)

@@ -4,19 +4,20 @@
 from __future__ import annotations
 
 from gradlint.estimate.stat import Stat
-from gradlint.estimate.transfer import Context, Gains, Result, _add_gain, _product, identity, transfer
+from gradlint.estimate.table import Context, Family, Gains, Result, add_gain as _add_gain, transfer
+from gradlint.estimate.transfer import _product, identity
 from gradlint.graph import NodeRecord
 
-transfer("matrix_H", "adjoint", "conj", "conj_physical", "resolve_conj", "resolve_neg", family="structural")(identity)
+transfer("matrix_H", "adjoint", "conj", "conj_physical", "resolve_conj", "resolve_neg", family=Family.STRUCTURAL)(identity)
 
 
-@transfer("mv", "dot", "vdot", "inner", family="weighted")
+@transfer("mv", "dot", "vdot", "inner", family=Family.MATMUL)
 def vector_product(node: NodeRecord, ctx: Context) -> Result:
     """A matrix-vector or vector-vector product: a matmul contracting the last dimension of the first."""
     return _product(node, ctx, node.arg(0), node.arg(1))
 
 
-@transfer("_weight_norm", family="normalisation")
+@transfer("_weight_norm", family=Family.NORMALISATION)
 def weight_norm(node: NodeRecord, ctx: Context) -> Result:
     """w = g * v / |v|, the norm over every dimension but `dim`: each group of n elements has squared sum g²."""
     v, g = node.arg(0), node.arg(1)

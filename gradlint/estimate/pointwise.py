@@ -12,20 +12,18 @@ from typing import Any
 import torch
 
 from gradlint.estimate.stat import Stat
+from gradlint.estimate.table import Family, family_of
 from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref
 from gradlint.quadrature import Moments, expectations, expectations_2level
 
 MAX_DEPTH = 24
-_BINARY = {"add", "sub", "mul", "div", "rsub", "where", "maximum", "minimum", "true_divide", "pow"}
-# Elementwise ops that ATen does not tag as pointwise (composite implicit ones).
-_UNTAGGED = {"hardswish", "log_sigmoid", "rrelu", "rrelu_with_noise", "softsign", "tanhshrink", "square", "relu6",
-             "silu", "mish", "selu", "celu", "gelu", "hardsigmoid", "hardtanh", "leaky_relu", "elu", "softplus",
-             "positive", "special_expit", "nan_to_num"}
+ELEMENTWISE = frozenset({Family.POINTWISE, Family.SUM, Family.PRODUCT, Family.SELECT})
 
 
 def is_pointwise(node: NodeRecord) -> bool:
+    """An elementwise op: tagged pointwise by ATen, or an elementwise family in the table."""
     tags = getattr(node.target, "tags", ())
-    return node.kind is NodeKind.OP and (torch.Tag.pointwise in tags or node.op in _BINARY or node.op in _UNTAGGED)
+    return node.kind is NodeKind.OP and (torch.Tag.pointwise in tags or family_of(node.op) in ELEMENTWISE)
 
 
 class PointwiseResolver:

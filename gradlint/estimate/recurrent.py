@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from gradlint.estimate.stat import Stat
-from gradlint.estimate.transfer import Context, Result, transfer
+from gradlint.estimate.table import Context, Family, Result, transfer
 from gradlint.graph import NodeRecord, Ref
 from gradlint.quadrature import Moments, expectations
 
@@ -53,7 +53,7 @@ def _time_sum(chi: float, steps: int) -> float:
     return sum((1 - chi ** (steps - t)) / (1 - chi) for t in range(steps)) / steps
 
 
-@transfer("lstm", "gru", "rnn_tanh", "rnn_relu")
+@transfer("lstm", "gru", "rnn_tanh", "rnn_relu", family=Family.RECURRENT)
 def recurrent(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     params = list(node.arg(2) or [])
@@ -114,6 +114,8 @@ def recurrent(node: NodeRecord, ctx: Context) -> Result:
     ctx.note(node, "log10_through_time", steps * math.log10(chi) / 2 if chi > 0 else -math.inf)
     if forget is not None:
         ctx.note(node, "forget_gate_mean", forget)
+    if gates == 1:  # an ungated RNN: what each step applies
+        ctx.note(node, "nonlinearity", "tanh" if node.op == "rnn_tanh" else "relu")
     out = Stat(0.0, q_x, q_x)
     ctx.tuple_result(node, [out, out, Stat(0.0, q_x, q_x)])
     gains = {x.name: gain_total} if isinstance(x, Ref) else {}

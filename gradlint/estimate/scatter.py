@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from gradlint.estimate.stat import Stat, ZERO
-from gradlint.estimate.transfer import Context, Gains, Result, _add_gain, _bcast, transfer
+from gradlint.estimate.table import Context, Family, Gains, Result, add_gain as _add_gain, broadcast as _bcast, rule_of, transfer
 from gradlint.graph import NodeRecord
 
 
@@ -39,16 +39,13 @@ def _share(ctx: Context, node: NodeRecord, src: Any) -> float:
     return n / node.numel if node.numel and n else 0.0
 
 
-_VIEW_SCATTERS = ("select_scatter", "slice_scatter", "diagonal_scatter", "as_strided_scatter")
-
-
 def _later_kept(ctx: Context, node: NodeRecord) -> float:
     """The share of this write that later writes into the same tensor keep, as the mean-square gradient
     sees it: a chain `out[:, 0] = a; out[:, 1] = b; ...` writes disjoint parts, so each written value
     receives the final gradient in full although every later write keeps only (1 - share) on average."""
     kept = 1.0
     for _ in range(4096):
-        writes = [u for u in ctx.graph.users(node.name) if u.op in _VIEW_SCATTERS and getattr(u.arg(0), "name", None) == node.name]
+        writes = [u for u in ctx.graph.users(node.name) if rule_of(u.op) is view_scatter and getattr(u.arg(0), "name", None) == node.name]
         if len(writes) != 1:
             break
         node = writes[0]
@@ -56,7 +53,7 @@ def _later_kept(ctx: Context, node: NodeRecord) -> float:
     return max(kept, 1e-12)
 
 
-@transfer(*_VIEW_SCATTERS, family="structural")
+@transfer("select_scatter", "slice_scatter", "diagonal_scatter", "as_strided_scatter", family=Family.WRITE)
 def view_scatter(node: NodeRecord, ctx: Context) -> Result:
     """The view's elements replaced by `src` (same shape as the view)."""
     stat, gains = _blend(ctx, node, node.arg(0), node.arg(1), _share(ctx, node, node.arg(1)), False)
@@ -66,21 +63,37 @@ def view_scatter(node: NodeRecord, ctx: Context) -> Result:
     return stat, gains
 
 
-@transfer("index_put", "index_copy", "index_add", "scatter", "scatter_add", "scatter_reduce", "masked_scatter",
-          family="structural")
+@transfer("index_put", family=Family.WRITE)
+def index_put(node: NodeRecord, ctx: Context) -> Result:
+    return _indexed(node, ctx, node.arg(2), bool(node.arg(3, "accumulate", False)))
+
+
+@transfer("masked_scatter", family=Family.WRITE)
+def masked_scatter(node: NodeRecord, ctx: Context) -> Result:
+    mask = ctx.value(node.arg(1))
+    if isinstance(mask, torch.Tensor):
+        share = float(mask.broadcast_to(node.shape or mask.shape).double().mean()) if node.shape else 0.5
+        return _blend(ctx, node, node.arg(0), node.arg(2), share, False)
+    return _indexed(node, ctx, node.arg(2), False)
+
+
+@transfer("index_copy", "scatter", family=Family.WRITE)
 def indexed_write(node: NodeRecord, ctx: Context) -> Result:
+    return _indexed(node, ctx, node.arg(3, "src", node.arg(3, "source")), False)
+
+
+@transfer("index_add", "scatter_add", family=Family.WRITE)
+def indexed_add(node: NodeRecord, ctx: Context) -> Result:
+    return _indexed(node, ctx, node.arg(3, "src", node.arg(3, "source")), True)
+
+
+@transfer("scatter_reduce", family=Family.WRITE)
+def scatter_reduce(node: NodeRecord, ctx: Context) -> Result:
+    return _indexed(node, ctx, node.arg(3, "src", node.arg(3, "source")), node.arg(4, "reduce") == "sum")
+
+
+def _indexed(node: NodeRecord, ctx: Context, src: Any, accumulate: bool) -> Result:
     """Values written (or added) at indexed positions; one written value per source element."""
-    if node.op == "index_put":
-        src, accumulate = node.arg(2), bool(node.arg(3, "accumulate", False))
-    elif node.op == "masked_scatter":
-        src, accumulate = node.arg(2), False
-        mask = ctx.value(node.arg(1))
-        if isinstance(mask, torch.Tensor):
-            share = float(mask.broadcast_to(node.shape or mask.shape).double().mean()) if node.shape else 0.5
-            return _blend(ctx, node, node.arg(0), src, share, False)
-    else:
-        src = node.arg(3, "src", node.arg(3, "source"))
-        accumulate = node.op in ("index_add", "scatter_add") or (node.op == "scatter_reduce" and node.arg(4, "reduce") == "sum")
     if not hasattr(src, "name"):  # scatter of a number: a constant written over part of the tensor
         value = float(src) if isinstance(src, (int, float)) else 0.0
         share = _share(ctx, node, node.arg(2))
@@ -90,7 +103,7 @@ def indexed_write(node: NodeRecord, ctx: Context) -> Result:
     return _blend(ctx, node, node.arg(0), src, _share(ctx, node, src), accumulate)
 
 
-@transfer("copy", family="structural")
+@transfer("copy", family=Family.WRITE)
 def copy(node: NodeRecord, ctx: Context) -> Result:
     """copy(dst, src): src's values in dst's shape; nothing of dst survives."""
     src = node.arg(1)
@@ -98,7 +111,7 @@ def copy(node: NodeRecord, ctx: Context) -> Result:
     return stat, ({src.name: _bcast(ctx, node, src)} if hasattr(src, "name") else {})
 
 
-@transfer("fill", "zero", family="constant")
+@transfer("fill", "zero", family=Family.CONSTANT)
 def fill(node: NodeRecord, ctx: Context) -> Result:
     if node.op == "zero":
         return ZERO, {}

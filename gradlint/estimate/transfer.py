@@ -7,64 +7,17 @@ input (`r_in = gain * r_out`). Pointwise ops are not in the table: `pointwise.py
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from gradlint.estimate.stat import Stat, ZERO
-from gradlint.graph import ModelGraph, NodeRecord, Ref
-
-Gains = dict[str, float]
-Result = tuple[Stat, Gains]
-
-
-class Context(Protocol):
-    batch: int
-    graph: ModelGraph
-
-    def stat(self, value: Any) -> Stat: ...
-    def shape(self, value: Any) -> tuple[int, ...] | None: ...
-    def numel(self, value: Any) -> int: ...
-    def weight(self, value: Any) -> tuple[float, float]: ...  # (E[w], E[w²]) of a parameter input
-    def tuple_result(self, node: NodeRecord, stats: list[Stat]) -> None: ...
-    def element(self, source: str, index: int) -> Stat | None: ...
-    def value(self, ref: Any) -> Any: ...  # the real value of a data-independent input, or None
-    def note(self, node: NodeRecord, key: str, value: Any) -> None: ...
-
-
-TRANSFERS: dict[str, Callable[[NodeRecord, Context], Result]] = {}
-FAMILIES: dict[str, str] = {}  # op -> weighted, normalisation, pooling, reduction, attention, structural, constant
-
-
-def transfer(*ops: str, family: str | None = None) -> Callable[[Callable[[NodeRecord, Context], Result]], Callable[[NodeRecord, Context], Result]]:
-    def register(fn: Callable[[NodeRecord, Context], Result]) -> Callable[[NodeRecord, Context], Result]:
-        for op in ops:
-            TRANSFERS[op] = fn
-            if family is not None:
-                FAMILIES[op] = family
-        return fn
-
-    return register
-
-
-def _ref(value: Any) -> str | None:
-    return value.name if isinstance(value, Ref) else None
-
-
-def _add_gain(gains: Gains, value: Any, gain: float) -> None:
-    name = _ref(value)
-    if name is not None:
-        gains[name] = gains.get(name, 0.0) + gain
-
-
-def _bcast(ctx: Context, node: NodeRecord, value: Any) -> float:
-    """How many output elements each element of an input feeds (gradients of broadcast copies add)."""
-    n = ctx.numel(value)
-    return node.numel / n if n else 1.0
+from gradlint.estimate.table import (Context, Family, Gains, Result, add_gain as _add_gain, as_tuple as _tuple,
+                                     broadcast as _bcast, ref_name as _ref, declare, rule_of, transfer)
+from gradlint.graph import NodeRecord, Ref
 
 
 # -- weighted layers --------------------------------------------------------------------------------
 
-@transfer("linear")
+@transfer("linear", family=Family.WEIGHTED)
 def linear(node: NodeRecord, ctx: Context) -> Result:
     x, w, b = node.arg(0), node.arg(1), node.arg(2)
     shape = ctx.shape(w) or (1, 1)
@@ -92,15 +45,6 @@ def _tap_fractions(length_in: int, length_out: int, kernel: int, stride: int, pa
 def _valid_taps(length_in: int, length_out: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     """Number of (output position, kernel tap) pairs that land inside the input (not on padding)."""
     return round(sum(_tap_fractions(length_in, length_out, kernel, stride, padding, dilation)) * length_out)
-
-
-def _tuple(value: Any, dims: int, default: int) -> tuple[int, ...]:
-    if value is None:
-        return (default,) * dims
-    if isinstance(value, int):
-        return (value,) * dims
-    items = tuple(int(v) for v in value)
-    return items * dims if len(items) == 1 else items
 
 
 def _conv(node: NodeRecord, ctx: Context, transposed: bool, stride: Any, padding: Any, dilation: Any, groups: int) -> Result:
@@ -153,32 +97,28 @@ def _conv(node: NodeRecord, ctx: Context, transposed: bool, stride: Any, padding
     return Stat(mean, max(q, mean * mean), min(v, q)), gains
 
 
-@transfer("conv1d", "conv2d", "conv3d")
+@transfer("conv1d", "conv2d", "conv3d", family=Family.WEIGHTED)
 def conv(node: NodeRecord, ctx: Context) -> Result:
     return _conv(node, ctx, False, node.arg(3, "stride", 1), node.arg(4, "padding", 0), node.arg(5, "dilation", 1), int(node.arg(6, "groups", 1)))
 
 
-@transfer("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+@transfer("conv_transpose1d", "conv_transpose2d", "conv_transpose3d", family=Family.WEIGHTED)
 def conv_transpose(node: NodeRecord, ctx: Context) -> Result:
     return _conv(node, ctx, True, node.arg(3, "stride", 1), node.arg(4, "padding", 0), node.arg(7, "dilation", 1), int(node.arg(6, "groups", 1)))
 
 
-@transfer("convolution", "_convolution")
+@transfer("convolution", "_convolution", family=Family.WEIGHTED)
 def convolution(node: NodeRecord, ctx: Context) -> Result:
     return _conv(node, ctx, bool(node.arg(6, "transposed", False)), node.arg(3, "stride", 1), node.arg(4, "padding", 0), node.arg(5, "dilation", 1), int(node.arg(8, "groups", 1)))
 
 
-@transfer("embedding")
+@transfer("embedding", family=Family.WEIGHTED)
 def embedding(node: NodeRecord, ctx: Context) -> Result:
     wm, w2 = ctx.weight(node.arg(0))
     indices = node.arg(1)
-    source = ctx.graph[indices.name] if isinstance(indices, Ref) else None
-    if source is not None and source.op in _FILLS:  # one row for every token: constant across the batch
+    if ctx.uniform(indices) is not None:  # one row for every token: constant across the batch
         return Stat(wm, w2, 0.0), {}
     return Stat(wm, w2, max(w2 - wm * wm, 0.0)), {}
-
-
-_FILLS = {"zeros", "zeros_like", "ones", "ones_like", "full", "full_like", "new_zeros", "new_ones", "new_full"}
 
 
 # -- normalisation ----------------------------------------------------------------------------------
@@ -211,7 +151,7 @@ _BATCH_NORM_ARGS: dict[str, tuple[int | bool, int]] = {
 }
 
 
-@transfer(*_BATCH_NORM_ARGS)
+@transfer(*_BATCH_NORM_ARGS, family=Family.NORMALISATION)
 def batch_norm(node: NodeRecord, ctx: Context) -> Result:
     x, weight, bias = node.arg(0), node.arg(1), node.arg(2)
     running_mean, running_var = node.arg(3), node.arg(4)
@@ -233,7 +173,7 @@ def batch_norm(node: NodeRecord, ctx: Context) -> Result:
     return Stat(b_mean, centred * scale + b2, sx.v * scale), {_ref(x) or "": scale}
 
 
-@transfer("layer_norm", "native_layer_norm")
+@transfer("layer_norm", "native_layer_norm", family=Family.NORMALISATION)
 def layer_norm(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     normalized = node.arg(1) or ()
@@ -242,7 +182,7 @@ def layer_norm(node: NodeRecord, ctx: Context) -> Result:
     return _normalised(node, ctx, x, sx.var, float(node.arg(4, "eps", 1e-5)), group, node.arg(2), node.arg(3), sx.v)
 
 
-@transfer("rms_norm")
+@transfer("rms_norm", family=Family.NORMALISATION)
 def rms_norm(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     normalized = node.arg(1) or ()
@@ -252,7 +192,7 @@ def rms_norm(node: NodeRecord, ctx: Context) -> Result:
     return _normalised(node, ctx, x, sx.q, float(eps) if eps is not None else 1e-6, group, node.arg(2), None, sx.v)
 
 
-@transfer("group_norm")
+@transfer("group_norm", family=Family.NORMALISATION)
 def group_norm(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     groups = int(node.arg(1, "num_groups", 1))
@@ -262,7 +202,7 @@ def group_norm(node: NodeRecord, ctx: Context) -> Result:
     return _normalised(node, ctx, x, sx.var, float(node.arg(4, "eps", 1e-5)), group, node.arg(2), node.arg(3), sx.v)
 
 
-@transfer("instance_norm")
+@transfer("instance_norm", family=Family.NORMALISATION)
 def instance_norm(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     shape = ctx.shape(x) or (1, 1, 1)
@@ -276,53 +216,54 @@ def instance_norm(node: NodeRecord, ctx: Context) -> Result:
 @transfer("view", "reshape", "_unsafe_view", "permute", "transpose", "t", "flatten", "unflatten", "squeeze",
           "unsqueeze", "contiguous", "clone", "_to_copy", "to", "alias", "lift_fresh_copy", "type_as",
           "view_as", "reshape_as", "flip", "roll", "movedim", "swapaxes", "pixel_shuffle", "pixel_unshuffle",
-          "channel_shuffle", "masked_fill", "_assert_tensor_metadata", "fill_diagonal")
+          "channel_shuffle", "masked_fill", "fill_diagonal", family=Family.STRUCTURAL)
 def identity(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     return ctx.stat(x), {_ref(x) or "": 1.0}
 
 
-@transfer("detach")
+transfer("_assert_tensor_metadata", family=Family.STRUCTURAL, reads_values=False)(identity)
+
+
+@transfer("detach", family=Family.STRUCTURAL)
 def detach(node: NodeRecord, ctx: Context) -> Result:
     return ctx.stat(node.arg(0)), {}
 
 
-@transfer("expand", "expand_as", "repeat", "repeat_interleave", "broadcast_to", "tile")
+@transfer("expand", "expand_as", "repeat", "repeat_interleave", "broadcast_to", "tile", family=Family.STRUCTURAL)
 def expand(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     return ctx.stat(x), {_ref(x) or "": _bcast(ctx, node, x)}
 
 
-@transfer("slice", "select", "narrow", "index", "index_select", "gather", "take_along_dim", "diagonal", "as_strided")
+@transfer("slice", "select", "narrow", "index", "index_select", "gather", "take_along_dim", "diagonal", "as_strided",
+          family=Family.STRUCTURAL)
 def select(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     n = ctx.numel(x)
     return ctx.stat(x), {_ref(x) or "": node.numel / n if n else 1.0}
 
 
-_PARTITIONS = ("split", "split_with_sizes", "chunk", "unbind", "tensor_split")
-
-
-@transfer(*_PARTITIONS)
+@transfer("split", "split_with_sizes", "chunk", "unbind", "tensor_split", family=Family.STRUCTURAL)
 def split(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     return ctx.stat(x), {_ref(x) or "": 1.0}
 
 
-@transfer("getitem")
+@transfer("getitem", family=Family.STRUCTURAL)
 def getitem(node: NodeRecord, ctx: Context) -> Result:
     source, index = node.arg(0), node.arg(1)
     name = _ref(source)
     stat = ctx.element(name, int(index)) if name is not None and isinstance(index, int) else None
     stat = stat if stat is not None else ctx.stat(source)
     total = ctx.numel(source)
-    if not total and name is not None and ctx.graph[name].op in _PARTITIONS:  # one piece of a split tensor
+    if not total and name is not None and rule_of(ctx.graph[name].op) is split:  # one piece of a split tensor
         total = ctx.numel(ctx.graph[name].arg(0))
     share = node.numel / total if total and node.numel and total >= node.numel else 1.0
     return stat, {name or "": share}
 
 
-@transfer("cat", "stack", "concat", "concatenate", "hstack", "vstack")
+@transfer("cat", "stack", "concat", "concatenate", "hstack", "vstack", family=Family.CONCATENATION)
 def cat(node: NodeRecord, ctx: Context) -> Result:
     parts = [p for p in node.arg(0) if isinstance(p, Ref)]
     sizes = [max(ctx.numel(p), 1) for p in parts]
@@ -337,17 +278,23 @@ def cat(node: NodeRecord, ctx: Context) -> Result:
     return Stat(mean, q, v), gains
 
 
-@transfer("pad", "constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "replication_pad2d")
-def pad(node: NodeRecord, ctx: Context) -> Result:
+@transfer("pad", "constant_pad_nd", family=Family.STRUCTURAL)
+def zero_pad(node: NodeRecord, ctx: Context) -> Result:
+    """Zeros around the input: its moments diluted by the padded share."""
     x = node.arg(0)
     frac = ctx.numel(x) / node.numel if node.numel else 1.0
     s = ctx.stat(x)
-    if node.op in ("pad", "constant_pad_nd"):
-        s = Stat(s.mean * frac, s.q * frac, s.v * frac)
-    return s, {_ref(x) or "": 1.0}
+    return Stat(s.mean * frac, s.q * frac, s.v * frac), {_ref(x) or "": 1.0}
 
 
-@transfer("dropout", "native_dropout", "feature_dropout")
+@transfer("reflection_pad1d", "reflection_pad2d", "replication_pad2d", family=Family.STRUCTURAL)
+def copy_pad(node: NodeRecord, ctx: Context) -> Result:
+    """Copies of the input's own border values: its moments unchanged."""
+    x = node.arg(0)
+    return ctx.stat(x), {_ref(x) or "": 1.0}
+
+
+@transfer("dropout", "native_dropout", "feature_dropout", family=Family.DROPOUT)
 def dropout(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     p = float(node.arg(1, "p", 0.5))
@@ -364,7 +311,7 @@ def dropout(node: NodeRecord, ctx: Context) -> Result:
     return out, {_ref(x) or "": gain}
 
 
-@transfer("alpha_dropout", "feature_alpha_dropout")
+@transfer("alpha_dropout", "feature_alpha_dropout", family=Family.DROPOUT)
 def alpha_dropout(node: NodeRecord, ctx: Context) -> Result:
     """SELU's dropout keeps mean and variance by design; the kept units' gradient is rescaled to match."""
     x = node.arg(0)
@@ -392,7 +339,8 @@ def _pool_window(node: NodeRecord, ctx: Context) -> int:
 
 
 @transfer("max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices", "max_pool1d_with_indices",
-          "max_pool3d_with_indices", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d")
+          "max_pool3d_with_indices", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+          family=Family.MAX_POOLING)
 def max_pool(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     kernel = node.arg(1)
@@ -415,7 +363,7 @@ def max_pool(node: NodeRecord, ctx: Context) -> Result:
 
 
 @transfer("avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
-          "adaptive_avg_pool3d", "_adaptive_avg_pool2d", "_adaptive_avg_pool3d")
+          "adaptive_avg_pool3d", "_adaptive_avg_pool2d", "_adaptive_avg_pool3d", family=Family.AVERAGE_POOLING)
 def avg_pool(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     kernel = node.arg(1)
@@ -432,7 +380,7 @@ def avg_pool(node: NodeRecord, ctx: Context) -> Result:
 
 @transfer("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "upsample_bilinear2d",
           "upsample_linear1d", "upsample_bicubic2d", "upsample_trilinear3d", "_upsample_nearest_exact2d",
-          "_upsample_bilinear2d_aa", "interpolate")
+          "_upsample_bilinear2d_aa", "interpolate", family=Family.RESAMPLING)
 def upsample(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     n_in = ctx.numel(x)
@@ -453,7 +401,7 @@ def _reduced(node: NodeRecord, ctx: Context) -> tuple[Any, int, bool]:
     return x, n, bool(dims_t & feature)
 
 
-@transfer("mean")
+@transfer("mean", family=Family.REDUCTION)
 def mean(node: NodeRecord, ctx: Context) -> Result:
     x, n, feature = _reduced(node, ctx)
     s = ctx.stat(x)
@@ -464,7 +412,7 @@ def mean(node: NodeRecord, ctx: Context) -> Result:
     return out, {_ref(x) or "": 1.0 / (n * n)}
 
 
-@transfer("sum")
+@transfer("sum", family=Family.REDUCTION)
 def total(node: NodeRecord, ctx: Context) -> Result:
     x, n, feature = _reduced(node, ctx)
     s = ctx.stat(x)
@@ -475,7 +423,7 @@ def total(node: NodeRecord, ctx: Context) -> Result:
     return out, {_ref(x) or "": 1.0}
 
 
-@transfer("amax", "amin", "max", "min")
+@transfer("amax", "amin", "max", "min", family=Family.REDUCTION)
 def extreme(node: NodeRecord, ctx: Context) -> Result:
     """max over n elements: one of them receives the gradient."""
     x, n, _ = _reduced(node, ctx)
@@ -485,7 +433,7 @@ def extreme(node: NodeRecord, ctx: Context) -> Result:
     return s, {_ref(x) or "": 1.0 / n}
 
 
-@transfer("var", "std", "var_mean", "std_mean")
+@transfer("var", "std", "var_mean", "std_mean", family=Family.REDUCTION)
 def spread(node: NodeRecord, ctx: Context) -> Result:
     """The (per-group) variance or standard deviation: a statistic, nearly constant across groups."""
     x, n, _ = _reduced(node, ctx)
@@ -499,14 +447,14 @@ def spread(node: NodeRecord, ctx: Context) -> Result:
     return out, {_ref(x) or "": gain}
 
 
-@transfer("norm", "linalg_vector_norm", "frobenius_norm")
+@transfer("norm", "linalg_vector_norm", "frobenius_norm", family=Family.REDUCTION)
 def l2_norm(node: NodeRecord, ctx: Context) -> Result:
     x, n, _ = _reduced(node, ctx)
     q = n * ctx.stat(x).q
     return Stat(math.sqrt(q), q, 0.0), {_ref(x) or "": 1.0 / n}  # d|x|/dx_i = x_i / |x|
 
 
-@transfer("logsumexp")
+@transfer("logsumexp", family=Family.REDUCTION)
 def logsumexp(node: NodeRecord, ctx: Context) -> Result:
     x, n, _ = _reduced(node, ctx)
     s = ctx.stat(x)
@@ -515,7 +463,7 @@ def logsumexp(node: NodeRecord, ctx: Context) -> Result:
     return Stat(mean, mean * mean, 0.0), {_ref(x) or "": p2}  # d lse/dx_i = softmax_i
 
 
-@transfer("cumsum")
+@transfer("cumsum", family=Family.REDUCTION)
 def cumsum(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     shape = ctx.shape(x) or (1,)
@@ -528,6 +476,8 @@ def cumsum(node: NodeRecord, ctx: Context) -> Result:
 # -- products, attention ----------------------------------------------------------------------------
 
 def _product(node: NodeRecord, ctx: Context, a: Any, b: Any, extra: Any = None) -> Result:
+    if isinstance(a, Ref) and isinstance(b, Ref):
+        ctx.note(node, "operands", (a.name, b.name))  # the two factors (rules find q and k of q @ k^T by them)
     sa, sb = ctx.stat(a), ctx.stat(b)
     ashape = ctx.shape(a) or (1,)
     k = ashape[-1]
@@ -546,12 +496,12 @@ def _product(node: NodeRecord, ctx: Context, a: Any, b: Any, extra: Any = None) 
     return Stat(mean, max(q, mean * mean), min(v, q)), gains
 
 
-@transfer("matmul", "mm", "bmm")
+@transfer("matmul", "mm", "bmm", family=Family.MATMUL)
 def matmul(node: NodeRecord, ctx: Context) -> Result:
     return _product(node, ctx, node.arg(0), node.arg(1))
 
 
-@transfer("addmm", "baddbmm", "addbmm")
+@transfer("addmm", "baddbmm", "addbmm", family=Family.MATMUL)
 def addmm(node: NodeRecord, ctx: Context) -> Result:
     return _product(node, ctx, node.arg(1), node.arg(2), node.arg(0))
 
@@ -569,7 +519,7 @@ def softmax_moments(logit_var: float, n: int) -> tuple[float, float]:
     return sampled_softmax(float(f"{max(logit_var, 0.0):.3g}"), n)
 
 
-@transfer("log_softmax", "_log_softmax")
+@transfer("log_softmax", "_log_softmax", family=Family.SOFTMAX)
 def log_softmax(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
     shape = ctx.shape(x) or (1,)
@@ -581,35 +531,71 @@ def log_softmax(node: NodeRecord, ctx: Context) -> Result:
 
 # -- constants and factories ------------------------------------------------------------------------
 
-@transfer("zeros", "zeros_like", "empty", "empty_like", "new_zeros", "new_empty", "scalar_tensor", "arange",
-          "ones", "ones_like", "new_ones", "full", "full_like", "new_full", "tril", "triu", "eye", "randn",
-          "rand", "randn_like", "rand_like", "bernoulli", "randint", "linspace", "_local_scalar_dense",
-          "item", "sym_size", "size", "lt", "le", "gt", "ge", "eq", "ne", "logical_not", "logical_and",
-          "logical_or", "argmax", "argmin", "isnan", "isinf", "any", "all", "sort", "topk")
+@transfer("zeros", "scalar_tensor", "arange", "eye", "randint", "linspace", "_local_scalar_dense", "item", "lt", "le",
+          "gt", "ge", "eq", "ne", "logical_not", "logical_and", "logical_or", "argmax", "argmin", "isnan", "isinf",
+          "any", "all", "sort", "topk", family=Family.CONSTANT)
+@transfer("zeros_like", "new_zeros", family=Family.CONSTANT, reads_values=False)
 def constant(node: NodeRecord, ctx: Context) -> Result:
-    if node.op in ("ones", "ones_like", "new_ones"):
-        return Stat(1.0, 1.0, 0.0), {}
-    if node.op in ("full", "full_like", "new_full"):
-        value = node.arg(1, "fill_value", 0.0)
-        value = float(value) if isinstance(value, (int, float)) else 0.0
-        if not math.isfinite(value):  # an additive attention mask: -inf where masked, 0 elsewhere
-            return ZERO, {}
-        return Stat(value, value * value, 0.0), {}
-    if node.op in ("randn", "randn_like"):
-        return Stat(0.0, 1.0, 1.0), {}
-    if node.op in ("rand", "rand_like"):  # U(0, 1): stochastic depth's keep mask is floor(keep + rand)
-        return Stat(0.5, 1.0 / 3.0, 1.0 / 12.0), {}
-    if node.op == "bernoulli":  # bernoulli(probs) or x.bernoulli_(p): a 0/1 draw with P(1) = p
-        p = node.arg(1, "p", None)
-        mean = float(p) if isinstance(p, (int, float)) else ctx.stat(node.arg(0)).mean
-        mean = min(max(mean, 0.0), 1.0)
-        return Stat(mean, mean, mean * (1.0 - mean)), {}
-    if node.op in ("tril", "triu"):
-        return ctx.stat(node.arg(0)).scaled(math.sqrt(0.5)), {_ref(node.arg(0)) or "": 0.5}
+    """No gradient flows back through it (its value is zero, an index, a count or a comparison)."""
     return ZERO, {}
 
 
-@transfer("outer", "ger")
+@transfer("sym_size", "size", family=Family.CONSTANT, reads_values=False)
+def size(node: NodeRecord, ctx: Context) -> Result:
+    """A dimension's length: a number, no gradient."""
+    return ZERO, {}
+
+
+@transfer("ones", family=Family.CONSTANT)
+@transfer("ones_like", "new_ones", family=Family.CONSTANT, reads_values=False)
+def ones(node: NodeRecord, ctx: Context) -> Result:
+    return Stat(1.0, 1.0, 0.0), {}
+
+
+def _filled(node: NodeRecord, ctx: Context) -> Result:
+    value = node.arg(1, "fill_value", 0.0)
+    value = float(value) if isinstance(value, (int, float)) else 0.0
+    if not math.isfinite(value):  # an additive attention mask: -inf where masked, 0 elsewhere
+        return ZERO, {}
+    return Stat(value, value * value, 0.0), {}
+
+
+transfer("full", family=Family.CONSTANT)(_filled)
+transfer("full_like", "new_full", family=Family.CONSTANT, reads_values=False)(_filled)
+
+
+@transfer("randn", "randn_like", family=Family.CONSTANT)
+def normal_draw(node: NodeRecord, ctx: Context) -> Result:
+    return Stat(0.0, 1.0, 1.0), {}
+
+
+@transfer("rand", "rand_like", family=Family.CONSTANT)
+def uniform_draw(node: NodeRecord, ctx: Context) -> Result:
+    """U(0, 1): stochastic depth's keep mask is floor(keep + rand)."""
+    return Stat(0.5, 1.0 / 3.0, 1.0 / 12.0), {}
+
+
+@transfer("bernoulli", family=Family.CONSTANT)
+def bernoulli(node: NodeRecord, ctx: Context) -> Result:
+    """bernoulli(probs) or x.bernoulli_(p): a 0/1 draw with P(1) = p."""
+    p = node.arg(1, "p", None)
+    mean = float(p) if isinstance(p, (int, float)) else ctx.stat(node.arg(0)).mean
+    mean = min(max(mean, 0.0), 1.0)
+    return Stat(mean, mean, mean * (1.0 - mean)), {}
+
+
+@transfer("tril", "triu", family=Family.STRUCTURAL)
+def triangle(node: NodeRecord, ctx: Context) -> Result:
+    """Half of a square's entries kept, half zeroed."""
+    return ctx.stat(node.arg(0)).scaled(math.sqrt(0.5)), {_ref(node.arg(0)) or "": 0.5}
+
+
+transfer("empty", "empty_like", "new_empty", family=Family.CONSTANT, defined=False)(constant)
+declare("empty_strided", "empty_permuted", family=Family.CONSTANT, defined=False)  # no rule: passed through
+declare("sym_numel", "numel", family=Family.CONSTANT, reads_values=False)
+
+
+@transfer("outer", "ger", family=Family.MATMUL)
 def outer(node: NodeRecord, ctx: Context) -> Result:
     a, b = node.arg(0), node.arg(1)
     sa, sb = ctx.stat(a), ctx.stat(b)
@@ -619,7 +605,7 @@ def outer(node: NodeRecord, ctx: Context) -> Result:
     return Stat(sa.mean * sb.mean, sa.q * sb.q, sa.v * sb.q), gains
 
 
-@transfer("einsum")
+@transfer("einsum", family=Family.MATMUL)
 def einsum(node: NodeRecord, ctx: Context) -> Result:
     """Two-operand einsum as a generalised matmul: the contracted letters set the fan."""
     equation, operands = str(node.arg(0)).replace(" ", ""), [o for o in node.arg(1) if isinstance(o, Ref)]
@@ -628,6 +614,7 @@ def einsum(node: NodeRecord, ctx: Context) -> Result:
     inputs, output = equation.split("->")
     left, right = inputs.split(",")
     a, b = operands
+    ctx.note(node, "operands", (a.name, b.name))
     sizes = dict(zip(left, ctx.shape(a) or ())) | dict(zip(right, ctx.shape(b) or ()))
     contracted = math.prod(sizes.get(c, 1) for c in set(left + right) - set(output))
     sa, sb = ctx.stat(a), ctx.stat(b)

@@ -14,14 +14,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from gradlint.estimate.table import Family, family_of
 from gradlint.graph import NodeKind, Ref, WeightedLayer
 
 if TYPE_CHECKING:
     from gradlint.estimate import Estimate
 
-# Ops whose weight argument multiplies a data argument as out[p, o] = sum_k W[o, k] x[p, k] (up to layout).
-_WEIGHT_OPS = frozenset({"linear", "conv1d", "conv2d", "conv3d", "convolution", "conv_transpose1d",
-                         "conv_transpose2d", "conv_transpose3d", "embedding"})
 
 
 def log10_update_ratio(est: Estimate, layer: WeightedLayer) -> float | None:
@@ -37,7 +35,8 @@ def log10_update_ratio(est: Estimate, layer: WeightedLayer) -> float | None:
     total = 0.0
     found = False
     for user in graph.users(weight.name):
-        if user.op not in _WEIGHT_OPS or user.name not in layer.nodes or user.shape is None:
+        # a weighted op multiplies its weight into the data as out[p, o] = sum_k W[o, k] x[p, k] (up to layout)
+        if family_of(user.op) is not Family.WEIGHTED or user.name not in layer.nodes or user.shape is None:
             continue
         refs = [a for a in user.args if isinstance(a, Ref)]
         if user.op == "embedding":
