@@ -123,7 +123,7 @@ def static_estimate(target: str) -> tuple[nn.Module, Any]:
     from gradlint.estimate import estimate
     from gradlint.inputs import resolve_inputs
     from gradlint.load import load_target, restored_interpreter_state
-    from gradlint.weights import WeightTable
+    from gradlint.estimate.weights import WeightTable
 
     with restored_interpreter_state():
         loaded = load_target(target)

@@ -30,7 +30,7 @@ from gradlint.rule import Rule, RuleContext
 from gradlint.state import preserved
 from gradlint.suppress import Suppressor
 from gradlint.types import ErrorKind, Finding, GradlintError, Severity
-from gradlint.weights import WeightTable
+from gradlint.estimate.weights import WeightTable
 
 log = logging.getLogger("gradlint")
 

@@ -22,7 +22,7 @@ from gradlint.graph import ModelGraph
 from gradlint.grouping import names_of
 from gradlint.recorder import ConstructionRecord
 from gradlint.types import Finding, Risk
-from gradlint.weights import WeightTable
+from gradlint.estimate.weights import WeightTable
 
 # the healthy band a repaired profile must reach: the vanishing and exploding rules' default thresholds
 HEALTHY_LOW = -3.0

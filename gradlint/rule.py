@@ -11,7 +11,7 @@ from torch import nn
 
 from gradlint.estimate import Estimate
 from gradlint.estimate.table import TABLE, Family
-from gradlint.estimate.transfer import batch_norm
+from gradlint.estimate.normalisation import batch_norm
 from gradlint.graph import ModelGraph, NodeRecord
 from gradlint.recorder import ConstructionRecord, class_location
 from gradlint.types import Finding, ProfileEntry, Risk, Severity, SourceLocation

@@ -18,7 +18,7 @@ class CaptureIncomplete(Rule):
     name = "capture-incomplete"
     severity = Severity.WARNING
     risk = Risk.OTHER
-    summary = "gradlint could not capture the whole forward, or met ops it has no gradient rule for."
+    summary = "gradlint could not capture the whole forward, or met ops it has no gradient rule for (or whose rule failed)."
     why = (
         "gradlint predicts gradients from the graph it captured. When the forward branches on a tensor value "
         "(`if x.sum() > 0:`), only the branch the example input took is in that graph: layers on the other branch "
@@ -82,3 +82,11 @@ def forward(self, x):
             )
             yield self.finding(ctx, first.module if first else "", message, node=first, severity=Severity.INFO,
                                evidence={"unknown_ops": dict(sorted(unknown.items()))})
+        for failure in ctx.estimate.failures:  # a transfer rule that raised: never swallowed silently
+            node = graph[failure.node]
+            yield self.finding(
+                ctx, node.module,
+                f"The estimator's rule for {failure.describe()}, so the predicted profile around "
+                f"{node.module or '<root>'} is approximate. This is a bug in gradlint; the probe (without --no-probe) "
+                "measures the real gradient.", node=node, severity=Severity.INFO,
+                evidence={"op": failure.op, "stage": failure.stage, "error": failure.error, "fallback": failure.fallback})

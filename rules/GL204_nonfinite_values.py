@@ -68,7 +68,7 @@ class Net(nn.Module):
         first = next((p for p in probe.profile if p.nonfinite), None)
         module = first.module if first is not None else ""
         finding = self.finding(
-            ctx, module, f"The probe's forward/backward pass produced NaN or Inf"
+            ctx, module, "The probe's forward/backward pass produced NaN or Inf"
             + (f", first seen at {module}" if module else "") + ": training would write NaN into the weights at the "
             "first step. Run one batch under `torch.autograd.detect_anomaly()` to find the op.", fix=self.fix,
             evidence={"measured": True},

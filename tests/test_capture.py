@@ -124,7 +124,7 @@ class NoGradAngles(nn.Module):
 
 def test_no_grad_region_is_inlined_and_detached() -> None:
     from gradlint.estimate import estimate
-    from gradlint.weights import WeightTable
+    from gradlint.estimate.weights import WeightTable
 
     model = NoGradAngles()
     inputs = (torch.randn(2, 5, 8),)

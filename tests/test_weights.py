@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gradlint.load import load_target, restored_interpreter_state
-from gradlint.weights import WeightTable
+from gradlint.estimate.weights import WeightTable
 
 
 def _table(target: str) -> tuple[WeightTable, list[str]]:

@@ -12,16 +12,20 @@ from typing import Any
 
 import torch
 
-from gradlint.estimate import attention, linalg, recurrent, scatter  # noqa: F401  (register their transfers)
+# each family module registers its ops in the table on import
+from gradlint.estimate import (attention, elementwise, factories, linalg, normalisation, pooling, products,  # noqa: F401
+                               recurrent, reduction, scatter, softmax, structural, weighted)
 from gradlint.estimate.constant import Evaluator, element_stat, within_unit_variance
 from gradlint.estimate.elementwise import is_float, mix
+from gradlint.estimate.pooling import max_order_moments
 from gradlint.estimate.pointwise import PointwiseResolver, Shape, derivative_shape, is_pointwise, pointwise_stat
+from gradlint.estimate.notes import TransferFailure
 from gradlint.estimate.stat import Stat, UNIT, ZERO
 from gradlint.estimate.table import Family, TABLE, family_of
 from gradlint.estimate.update import log10_update_ratio
 from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref
 from gradlint.types import ProfileEntry, profile_dict, profile_ratio
-from gradlint.weights import WeightTable, measured
+from gradlint.estimate.weights import WeightTable, measured
 
 
 @dataclass
@@ -51,6 +55,7 @@ class Estimate:
     notes: dict[str, dict[str, Any]]
     unknown_ops: list[str]
     profile: list[ProfileEntry] = field(default_factory=list)
+    failures: list[TransferFailure] = field(default_factory=list)  # transfer rules that raised, and the fallback used
 
     @cached_property
     def normalizers(self) -> frozenset[str]:
@@ -95,6 +100,7 @@ class _Context:
         self.stats: dict[str, Stat] = {}
         self.tuples: dict[str, list[Stat]] = {}
         self.notes: dict[str, dict[str, Any]] = {}
+        self.failures: list[TransferFailure] = []
         first_input = next((r for r in graph if r.kind is NodeKind.INPUT and r.shape), None)
         self.batch = first_input.shape[0] if first_input and first_input.shape else 1
         self.evaluator = Evaluator(graph, weights)
@@ -152,6 +158,9 @@ class _Context:
 
     def note(self, node: NodeRecord, key: str, value: Any) -> None:
         self.notes.setdefault(node.name, {})[key] = value
+
+    def fail(self, node: NodeRecord, stage: str, exc: BaseException, fallback: str) -> None:
+        self.failures.append(TransferFailure.of(node.name, node.op, stage, exc, fallback))
 
 
 def _leaf_stat(node: NodeRecord, ctx: _Context) -> Stat:
@@ -215,7 +224,7 @@ def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = 
         gains[node.name] = node_gains
     _pool_after_activation(graph, ctx, resolver, gains, pointwise)
     r = _backward(graph, gains)
-    result = Estimate(graph, ctx.stats, r, gains, pointwise, ctx.notes, unknown)
+    result = Estimate(graph, ctx.stats, r, gains, pointwise, ctx.notes, unknown, failures=ctx.failures)
     result.profile = [
         ProfileEntry(layer.module, layer.kind, result.log10_rms(layer.output), zero=r.get(layer.output, 0.0) == 0.0,
                      nonfinite=not math.isfinite(r.get(layer.output, 0.0)))
@@ -240,12 +249,18 @@ def _op_transfer(node: NodeRecord, ctx: _Context, resolver: PointwiseResolver, s
             root_stat = ctx.stat(Ref(root))
             try:
                 stat, moments = pointwise_stat(fn, sig, root_stat)
-            except Exception:  # an op that cannot run on float64 points: fall through to the generic rule
-                pass
+            except Exception as exc:  # an op that cannot run on float64 points: fall through to the generic rule
+                if pointwise is not None:  # (a data-independent node's real value decides anyway)
+                    ctx.fail(node, "pointwise composite", exc, "the generic rule for its op")
             else:
                 if pointwise is not None:
+                    try:
+                        shape = derivative_shape(fn, sig, root_stat)
+                    except Exception as exc:
+                        ctx.fail(node, "derivative shape", exc, "a shape with no saturation or rectification")
+                        shape = Shape(False, False, 0.0)
                     pointwise[node.name] = PointwiseInfo(root, moments.grad_second, moments.max_grad, moments.grad_mean,
-                                                         root_stat, derivative_shape(fn, sig, root_stat), moments.nonfinite)
+                                                         root_stat, shape, moments.nonfinite)
                 return stat, {root: moments.grad_second}
     entry = TABLE.get(node.op)
     rule = entry.rule if entry is not None and entry.rule is not None else (mix if is_pointwise(node) else None)
@@ -253,7 +268,11 @@ def _op_transfer(node: NodeRecord, ctx: _Context, resolver: PointwiseResolver, s
         unknown.append(node.op)
         stat, node_gains = _unknown(node, ctx)
     else:
-        stat, node_gains = rule(node, ctx)
+        try:
+            stat, node_gains = rule(node, ctx)
+        except Exception as exc:  # one op's broken rule must not end the whole estimate: pass it through, say so
+            ctx.fail(node, "transfer rule", exc, "a pass-through (statistics and gradient unchanged)")
+            stat, node_gains = _unknown(node, ctx)
     node_gains.pop("", None)
     if not all(math.isfinite(x) for x in (stat.mean, stat.q, stat.v, *node_gains.values())):
         unknown.append(f"{node.op} (non-finite statistics)")  # never let one op poison the whole profile
@@ -282,8 +301,6 @@ def _pool_after_activation(graph: ModelGraph, ctx: _Context, resolver: Pointwise
     """Max pooling picks each window's largest activation, so the gradient only reaches units that are on
     (ReLU: derivative 1, not 1/2 on average). For a monotone activation feeding only max pools,
     max(φ(h)) = φ(max h): judge φ and φ' at the window maximum instead of at a random unit."""
-    from gradlint.estimate.transfer import _max_order_moments
-
     for node in graph.ops():
         if family_of(node.op) is not Family.MAX_POOLING:
             continue
@@ -292,13 +309,14 @@ def _pool_after_activation(graph: ModelGraph, ctx: _Context, resolver: Pointwise
         if src is None or info is None or info.grad_mean < 0 or any(family_of(u.op) is not Family.MAX_POOLING for u in graph.users(src)):
             continue
         k = max(int(round(graph[src].numel / max(node.numel, 1))), 1)
-        e1, e2 = _max_order_moments(k)
+        e1, e2 = max_order_moments(k)
         root = info.input
         sd = math.sqrt(root.v)
         at_max = Stat(root.mean + sd * e1, (root.q - root.v) + 2 * root.mean * sd * e1 + root.v * e2, root.v * max(e2 - e1 * e1, 0.0))
         try:
             stat, moments = pointwise_stat(resolver.composite(src, info.root), ("max", k, _signature(graph, src, info.root, {}, resolver.uniform)), at_max)
-        except Exception:
+        except Exception as exc:
+            ctx.fail(node, "max-pool window", exc, "the activation judged at a random unit, not the window maximum")
             continue
         gains[src] = {info.root: moments.grad_second}
         ctx.stats[node.name] = stat

@@ -18,7 +18,7 @@ import torch
 
 from gradlint.estimate.stat import Stat, ZERO
 from gradlint.estimate.table import Context, Family, Gains, Result, add_gain as _add_gain, family_of, ref_name as _ref, transfer
-from gradlint.estimate.transfer import softmax_moments
+from gradlint.estimate.softmax import softmax_moments
 from gradlint.graph import NodeRecord, Ref
 
 Rows = list[tuple[float, float]]  # (share of query rows, effective keys of such a row)

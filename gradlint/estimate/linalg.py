@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from gradlint.estimate.stat import Stat
 from gradlint.estimate.table import Context, Family, Gains, Result, add_gain as _add_gain, transfer
-from gradlint.estimate.transfer import _product, identity
+from gradlint.estimate.products import _product
+from gradlint.estimate.structural import identity
 from gradlint.graph import NodeRecord
 
 transfer("matrix_H", "adjoint", "conj", "conj_physical", "resolve_conj", "resolve_neg", family=Family.STRUCTURAL)(identity)

@@ -14,7 +14,7 @@ import torch
 from gradlint.estimate.stat import Stat
 from gradlint.estimate.table import Family, family_of
 from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref
-from gradlint.quadrature import Moments, expectations, expectations_2level
+from gradlint.estimate.quadrature import Moments, expectations, expectations_2level
 
 MAX_DEPTH = 24
 ELEMENTWISE = frozenset({Family.POINTWISE, Family.SUM, Family.PRODUCT, Family.SELECT})
@@ -161,12 +161,9 @@ def _shape(fn: Callable[[torch.Tensor], torch.Tensor], mean: float, var: float) 
     fixed = torch.linspace(-20.0, 20.0, GRID, dtype=torch.float64)
     extra = torch.tensor([mean - reach, mean + reach, *_RECTIFIER_POINTS], dtype=torch.float64)
     points = torch.cat([spread, fixed, extra]).requires_grad_(True)
-    try:
-        with torch.enable_grad():
-            values = fn(points.clone())
-            (grad,) = torch.autograd.grad(values.sum(), points, allow_unused=True)
-    except Exception:  # not evaluable on float64 points: nothing to say
-        return Shape(False, False, 0.0)
+    with torch.enable_grad():  # an op not evaluable on float64 points raises: the estimator records it
+        values = fn(points.clone())
+        (grad,) = torch.autograd.grad(values.sum(), points, allow_unused=True)
     if grad is None:
         return Shape(False, False, 0.0)
     # Only a bounded function saturates: where φ or φ' is NaN/Inf (sqrt, log below zero; sqrt's slope at

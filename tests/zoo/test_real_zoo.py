@@ -70,7 +70,7 @@ KNOWN_FAILURES: dict[str, str] = {
     'torchvision:resnet152': 'estimate above the probe: median |error| 0.54 decades (limit 0.25)',
     'torchvision:resnext101_32x8d': 'estimate above the probe: median |error| 0.43 decades (limit 0.25)',
     'torchvision:resnext101_64x4d': 'estimate above the probe: median |error| 0.44 decades (limit 0.25)',
-    'torchvision:swin_v2_s': 'drop path / stochastic depth estimated as a zero mask (bernoulli/rand/empty -> 0 in estimate/transfer.py): 92 of 101 layers estimated exactly zero',
+    'torchvision:swin_v2_s': 'drop path / stochastic depth estimated as a zero mask (bernoulli/rand/empty -> 0 in estimate/factories.py): 92 of 101 layers estimated exactly zero',
     'torchvision:wide_resnet101_2': 'estimate above the probe: median |error| 0.44 decades (limit 0.25)',
     'transformers:convnext': 'estimate below the probe: median |error| 0.33 decades (limit 0.25)',
     'transformers:convnextv2': 'estimate below the probe: median |error| 0.32 decades (limit 0.25)',

@@ -25,7 +25,7 @@ class Moments:
 
 
 @lru_cache(maxsize=4)
-def _nodes(order: int) -> tuple[torch.Tensor, torch.Tensor]:
+def nodes(order: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Gauss–Hermite nodes and weights for the standard normal (Golub–Welsch: the eigen-decomposition of
     the probabilists' Hermite Jacobi matrix), so that E[f(z)] ≈ sum(w * f(z))."""
     off = torch.sqrt(torch.arange(1, order, dtype=torch.float64))
@@ -36,7 +36,7 @@ def _nodes(order: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def expectations(fn: Callable[[torch.Tensor], torch.Tensor], mean: float, var: float, order: int = ORDER) -> Moments:
     """Moments of fn(h) and fn'(h) under h ~ N(mean, var); fn is applied elementwise to float64 points."""
-    z, w = _nodes(order)
+    z, w = nodes(order)
     std = math.sqrt(max(var, 0.0))
     h = (mean + std * z).requires_grad_(True)
     with torch.enable_grad():
@@ -63,7 +63,7 @@ def expectations_2level(fn: Callable[[torch.Tensor], torch.Tensor], mean: float,
                         order: int = 32) -> float:
     """E_unit[(E_batch φ)²] when each unit's mean is N(mean, between) and its batch spread N(0, within):
     the part of φ's second moment that is per-unit mean, which batch norm removes."""
-    z, w = _nodes(order)
+    z, w = nodes(order)
     unit_means = mean + math.sqrt(max(between, 0.0)) * z
     points = unit_means[:, None] + math.sqrt(max(within, 0.0)) * z[None, :]
     with torch.no_grad():
