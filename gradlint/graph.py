@@ -121,7 +121,9 @@ class ModelGraph:
     def family(self, node: NodeRecord | str) -> Family | None:
         """The op family of `node` (weighted, normalisation, pointwise, pooling...), as the estimator's op
         table declares it: rules ask this, never keep op-name lists. None for non-op nodes and unknown ops."""
-        from gradlint.estimate.table import node_family  # the estimator registers its table on import
+        from gradlint.estimate.table import (
+            node_family,  # the estimator registers its table on import
+        )
 
         return node_family(self.records[node] if isinstance(node, str) else node)
 

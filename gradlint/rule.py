@@ -3,19 +3,24 @@ graph and the estimate, and returns findings; it never runs the model, imports a
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
 from gradlint.estimate import Estimate
-from gradlint.estimate.table import TABLE, Family
 from gradlint.estimate.normalisation import batch_norm
+from gradlint.estimate.table import TABLE, Family
 from gradlint.graph import ModelGraph, NodeRecord
+from gradlint.probe import ProbeResult
 from gradlint.recorder import ConstructionRecord, class_location
 from gradlint.types import Finding, ProfileEntry, Risk, Severity, SourceLocation
 from gradlint.updates import Updates, Verdict, exploding_verdict, vanishing_verdict
+
+if TYPE_CHECKING:
+    from gradlint.suppress import Suppressor
 
 # The one meaning of severity (README "Severity"; `gradlint explain` prints it), fitted on bench/trainability.py.
 SEVERITY_MEANING = ("error = the model will not train even with Adam; warning = it will not train with plain SGD, "
@@ -78,6 +83,8 @@ class Rule:
     # A vanishing/exploding rule whose findings take their severity from the model's training verdict
     # (gradlint.updates: fitted on bench/trainability.py), predicted at check time, measured at confirm time.
     judged: ClassVar[bool] = False
+    # Activations `gradlint explain CODE --plot` draws (their value and derivative) beside the rule's text.
+    plot_activations: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.opts = {**self.options, **(options or {})}
@@ -85,13 +92,20 @@ class Rule:
     def check(self, ctx: RuleContext) -> Iterable[Finding]:
         raise NotImplementedError
 
-    def check_probe(self, ctx: RuleContext, probe: Any) -> Iterable[Finding]:
-        """Findings that only a measurement can show (NaN at init); they come out confirmed."""
+    def check_probe(self, ctx: RuleContext, probe: ProbeResult) -> Iterable[Finding]:
+        """Findings that only a measurement can show (NaN at init); they come out confirmed. `probe` is one
+        measured forward/backward pass (the probe's, or a training step's): read its `profile`, `layers`,
+        `activations`, `nonfinite` and `output_rms`, never anything else. Runs only when it was not skipped."""
         return ()
 
-    def confirm(self, finding: Finding, probe: Any) -> bool | None:
+    def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
         """The probe criterion: True/False once measured, None when the probe cannot tell."""
         return None
+
+    def check_suppressions(self, ctx: RuleContext, suppressor: Suppressor,
+                           enabled: list[type[Rule]]) -> Iterable[Finding]:
+        """Findings about the suppressions themselves (GL003), once every other rule's have been filtered."""
+        return ()
 
     def finding(self, ctx: RuleContext, module: str, message: str, *, node: NodeRecord | None = None,
                 fix: str | None = None, severity: Severity | None = None, risk: Risk | None = None,
@@ -107,7 +121,7 @@ class Rule:
             judged_severity(self, made)
         return made
 
-    def judge(self, finding: Finding, probe: Any, confirmed: bool | None) -> bool | None:
+    def judge(self, finding: Finding, probe: ProbeResult, confirmed: bool | None) -> bool | None:
         """The end of a judged rule's `confirm`: a confirmed finding takes the measured verdict's severity."""
         if confirmed and self.judged:
             judged_severity(self, finding, probe)
@@ -128,51 +142,58 @@ def parent_module(path: str | None) -> str | None:
     return path.rsplit(".", 1)[0] if path and "." in path else path
 
 
-def probe_entry(probe: Any, module: str | None) -> ProfileEntry | None:
+class Unmeasurable(enum.Enum):
+    """Why a measured gradient has no logarithm to compare."""
+
+    ZERO = "zero"  # no gradient at all
+    NONFINITE = "nonfinite"  # NaN or Inf
+
+
+def probe_entry(probe: ProbeResult, module: str | None) -> ProfileEntry | None:
     """The probe's measured profile entry for the weighted layer `module`, if it was measured."""
-    return next((p for p in getattr(probe, "profile", []) if p.module == module), None)
+    return next((p for p in probe.profile if p.module == module), None)
 
 
-def measured_level(probe: Any, module: str | None) -> float | str | None:
-    """The probe's log10 gradient RMS at layer `module`; "nonfinite" for NaN/Inf (the whole pass, or there);
+def measured_level(probe: ProbeResult, module: str | None) -> float | Unmeasurable | None:
+    """The probe's log10 gradient RMS at layer `module`; NONFINITE for NaN/Inf (the whole pass, or there);
     None when it was not measured or got no gradient."""
-    if getattr(probe, "nonfinite", False):
-        return "nonfinite"
+    if probe.nonfinite:
+        return Unmeasurable.NONFINITE
     entry = probe_entry(probe, module)
     if entry is None:
         return None
-    return "nonfinite" if entry.nonfinite else entry.log10_grad_rms
+    return Unmeasurable.NONFINITE if entry.nonfinite else entry.log10_grad_rms
 
 
-def measured_drift(probe: Any, first: str | None, last: str | None) -> float | str | None:
-    """Measured log10 gradient RMS at layer `first` minus that at layer `last`; "zero" or "nonfinite" when
+def measured_drift(probe: ProbeResult, first: str | None, last: str | None) -> float | Unmeasurable | None:
+    """Measured log10 gradient RMS at layer `first` minus that at layer `last`; ZERO or NONFINITE when
     `first` got no gradient or a NaN/Inf one (no logarithm to compare); None when either was not measured."""
     start, end = probe_entry(probe, first), probe_entry(probe, last)
     if start is None or end is None:
         return None
     if start.zero:
-        return "zero"
+        return Unmeasurable.ZERO
     if start.nonfinite:
-        return "nonfinite"
+        return Unmeasurable.NONFINITE
     if start.log10_grad_rms is None or end.log10_grad_rms is None:
         return None
     return start.log10_grad_rms - end.log10_grad_rms
 
 
-def training_verdict(ctx: RuleContext, risk: Risk, probe: Any = None) -> Verdict:
+def training_verdict(ctx: RuleContext, risk: Risk, probe: ProbeResult | None = None) -> Verdict:
     """The model's vanishing or exploding verdict (gradlint.updates): predicted, or measured by `probe`.
     Every vanishing/exploding rule takes its severity from it, so severity means one thing."""
     updates = Updates(ctx.graph, ctx.estimate, probe)
     return exploding_verdict(updates) if risk is Risk.EXPLODING else vanishing_verdict(updates)
 
 
-def judged_severity(rule: Rule, finding: Finding, probe: Any = None) -> Severity:
+def judged_severity(rule: Rule, finding: Finding, probe: ProbeResult | None = None) -> Severity:
     """Set `finding`'s severity from the training verdict of its risk (measured when `probe` is given) and
     say why in its message; the verdict's numbers go into its evidence. Needs the rule's last context."""
     ctx: RuleContext | None = getattr(rule, "ctx", None)
     if ctx is None or finding.risk not in (Risk.VANISHING, Risk.EXPLODING):
         return finding.severity
-    if probe is not None and (getattr(probe, "nonfinite", False) or not Updates(ctx.graph, ctx.estimate, probe).values):
+    if probe is not None and (probe.nonfinite or not Updates(ctx.graph, ctx.estimate, probe).values):
         return finding.severity  # nothing finite measured to judge by: the prediction stands
     verdict = training_verdict(ctx, finding.risk, probe)
     finding.evidence.update(verdict.evidence("measured_" if probe is not None else ""))

@@ -10,6 +10,7 @@ from typing import Any
 from torch import nn
 
 from gradlint.graph import NodeKind
+from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext
 from gradlint.sources import display_path, is_user_file
 from gradlint.types import Finding, Risk, Severity, SourceLocation
@@ -117,10 +118,10 @@ self.heads = [nn.Linear(128, 10) for _ in range(2)]        # called, never regis
                     finding.path, finding.line = loc.path, loc.line
                 yield finding
 
-    def confirm(self, finding: Finding, probe: Any) -> bool | None:
+    def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
         if finding.evidence.get("kind") != "unused":
             return None
-        measure = getattr(probe, "layers", {}).get(finding.module)
+        measure = probe.layers.get(finding.module)
         if measure is None:
             return None
         return measure.weight_grad_rms is None or measure.weight_grad_rms == 0.0

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 from gradlint.estimate.table import Family
 from gradlint.graph import NodeKind
-from gradlint.rule import Rule, RuleContext, is_gate, measured_drift
+from gradlint.probe import ProbeResult
+from gradlint.rule import Rule, RuleContext, Unmeasurable, is_gate, measured_drift
 from gradlint.types import Finding, Risk, Severity
 
 # Op families that carry the signal from one activation to the next without normalising it or adding a skip.
@@ -104,11 +105,11 @@ model = nn.Sequential(*layers)
                           "activations": [graph[n].module for n in links]},
             )
 
-    def confirm(self, finding: Finding, probe: object) -> bool | None:
+    def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
         measured = measured_drift(probe, finding.evidence.get("first_layer"), finding.evidence.get("last_layer"))
         if measured is None:
             return None
-        if isinstance(measured, str):  # no gradient, or NaN/Inf, at the chain's first layer
+        if isinstance(measured, Unmeasurable):  # no gradient, or NaN/Inf, at the chain's first layer
             return self.judge(finding, probe, True)
         finding.evidence["measured_decades"] = round(measured, 3)
         if measured > -self.opts["min_decades"]:

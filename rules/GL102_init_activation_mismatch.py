@@ -7,13 +7,13 @@ import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import networkx as nx
 
 from gradlint.estimate.table import Family
 from gradlint.graph import NodeKind, WeightedLayer
-from gradlint.rule import Rule, RuleContext, measured_drift
+from gradlint.probe import ProbeResult
+from gradlint.rule import Rule, RuleContext, Unmeasurable, measured_drift
 from gradlint.types import Finding, Risk, Severity
 from gradlint.updates import Updates
 
@@ -147,13 +147,13 @@ for _ in range(30):
                       "estimated_layer_decades": round(start - layers_est, 3) if layers_est is not None else None},
         )
 
-    def confirm(self, finding: Finding, probe: Any) -> bool | None:
+    def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
         first, last = finding.evidence["first_layer"], finding.evidence["last_layer"]
         expected = finding.evidence.get("estimated_layer_decades")
         if expected is None or first == last:
             return None
         measured = measured_drift(probe, first, last)
-        if measured == "zero":
+        if measured is Unmeasurable.ZERO:
             return self.judge(finding, probe, expected < 0)
         if not isinstance(measured, float):
             return None

@@ -7,6 +7,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext, probe_entry
 from gradlint.types import Finding, Risk, Severity
 
@@ -94,7 +95,7 @@ for m in layers:
                       "steepest_fall": round(fall, 3)},
         )
 
-    def confirm(self, finding: Finding, probe: Any) -> bool | None:
+    def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
         entry = probe_entry(probe, finding.module)
         if entry is None:
             return None

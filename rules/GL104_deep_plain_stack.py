@@ -8,7 +8,8 @@ from typing import Any
 
 from gradlint.estimate.table import Family
 from gradlint.graph import NodeKind
-from gradlint.rule import Rule, RuleContext, measured_drift, probe_entry
+from gradlint.probe import ProbeResult
+from gradlint.rule import Rule, RuleContext, Unmeasurable, measured_drift, probe_entry
 from gradlint.types import Finding, Risk, Severity
 
 # Op families where two computed tensors can meet: a residual sum, a gate, a concatenation.
@@ -89,12 +90,12 @@ model = nn.Sequential(*layers)
                       "estimated_log10": round(low, 3), "estimated_drift": round(low - high, 3)},
         )
 
-    def confirm(self, finding: Finding, probe: Any) -> bool | None:
+    def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
         bottom = finding.evidence.get("bottom")
         drift = measured_drift(probe, bottom, finding.evidence.get("top"))
-        if drift == "zero":
+        if drift is Unmeasurable.ZERO:
             return self.judge(finding, probe, finding.evidence["estimated_drift"] < 0)
-        if drift == "nonfinite":
+        if drift is Unmeasurable.NONFINITE:
             return self.judge(finding, probe, finding.evidence["estimated_drift"] > 0)
         if not isinstance(drift, float):
             return None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-from gradlint.rule import Rule, RuleContext, measured_level
+from gradlint.probe import ProbeResult
+from gradlint.rule import Rule, RuleContext, Unmeasurable, measured_level
 from gradlint.types import Finding, ProfileEntry, Risk, Severity
 
 
@@ -101,10 +102,10 @@ model = nn.Sequential(*layers)
         late_growth = middle - min(values[len(values) // 2:])  # output-side half
         return early_growth + late_growth > 0 and late_growth >= 0.5 * early_growth
 
-    def confirm(self, finding: Finding, probe: object) -> bool | None:
+    def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
         level = measured_level(probe, finding.evidence.get("peak_layer"))
         if not isinstance(level, float):
-            return True if level == "nonfinite" else None
+            return True if level is Unmeasurable.NONFINITE else None
         finding.evidence["measured_log10"] = round(level, 3)
         if level <= self.opts["max_log10"]:
             finding.message += (f" Measured: 10^{level:.2f} at {finding.evidence.get('peak_layer')}, below the threshold "

@@ -7,7 +7,14 @@ from collections.abc import Iterator
 import networkx as nx
 
 from gradlint.graph import NodeKind
-from gradlint.rule import BATCH_NORM_OPS, Rule, RuleContext, measured_level
+from gradlint.probe import ProbeResult
+from gradlint.rule import (
+    BATCH_NORM_OPS,
+    Rule,
+    RuleContext,
+    Unmeasurable,
+    measured_level,
+)
 from gradlint.types import Finding, Risk, Severity
 
 
@@ -83,10 +90,10 @@ model = nn.Sequential(*layers)
                       "first_norm": first.module, "last_norm": last.module},
         )
 
-    def confirm(self, finding: Finding, probe: object) -> bool | None:
+    def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
         level = measured_level(probe, finding.evidence.get("first_layer"))
         if not isinstance(level, float):
-            return True if level == "nonfinite" else None
+            return True if level is Unmeasurable.NONFINITE else None
         finding.evidence["measured_decades"] = round(level, 3)
         if level < self.opts["min_decades"]:
             finding.message += f" Measured: 10^{level:.1f} at the bottom of the stack, below the threshold 10^{self.opts['min_decades']:.0f}."

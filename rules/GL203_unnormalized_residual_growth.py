@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import networkx as nx
 
 from gradlint.graph import NodeKind
+from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext, parent_module
 from gradlint.types import Finding, Risk, Severity
 
@@ -89,8 +90,8 @@ class Net(nn.Module):
                       "estimated_layer_decades": _layer_decades(ctx, first_layer, last_layer)},
         )
 
-    def confirm(self, finding: Finding, probe: object) -> bool | None:
-        layers = getattr(probe, "layers", {})
+    def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
+        layers = probe.layers
         first, last = layers.get(finding.evidence.get("first_layer")), layers.get(finding.evidence.get("last_layer"))
         expected = finding.evidence.get("estimated_layer_decades")
         if first is None or last is None or expected is None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import networkx as nx
-
 import torch
 
 from gradlint.estimate.table import Family
 from gradlint.graph import NodeKind, NodeRecord, Ref
+from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext
 from gradlint.types import Finding, Risk, Severity
 
@@ -62,8 +61,8 @@ class Net(nn.Module):
                         node=node, fix=self.fix,
                     )
 
-    def check_probe(self, ctx: RuleContext, probe: Any) -> Iterator[Finding]:
-        if not getattr(probe, "nonfinite", False):
+    def check_probe(self, ctx: RuleContext, probe: ProbeResult) -> Iterator[Finding]:
+        if not probe.nonfinite:
             return
         first = next((p for p in probe.profile if p.nonfinite), None)
         module = first.module if first is not None else ""
@@ -76,8 +75,8 @@ class Net(nn.Module):
         finding.confirmed = True
         yield finding
 
-    def confirm(self, finding: Finding, probe: Any) -> bool | None:
-        return bool(getattr(probe, "nonfinite", False))
+    def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
+        return bool(probe.nonfinite)
 
 
 def _carries_data(ctx: RuleContext, root: str) -> bool:

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from gradlint.graph import NodeKind
+from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext
-from gradlint.updates import EXPLODING
 from gradlint.types import Finding, Risk, Severity
+from gradlint.updates import EXPLODING
 
 
 class ForwardExplosion(Rule):
@@ -79,10 +80,10 @@ for m in net:
                       "first_growth": where, "largest_layer": grown.module if grown else None},
         )
 
-    def confirm(self, finding: Finding, probe: Any) -> bool | None:
-        if getattr(probe, "nonfinite", False):
+    def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
+        if probe.nonfinite:
             return True
-        out, inp = getattr(probe, "output_rms", None), finding.evidence.get("input_rms")
+        out, inp = probe.output_rms, finding.evidence.get("input_rms")
         if not out or not inp or not math.isfinite(out):
             return None if out is None or math.isfinite(out or 0.0) else True
         measured = math.log10(out / inp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext
 from gradlint.types import Finding, Risk, Severity
 
@@ -70,10 +71,10 @@ block = nn.Sequential(lin, nn.ReLU())
                           "input_std": round(std, 4), "layer": layer},
             )
 
-    def confirm(self, finding: Finding, probe: object) -> bool | None:
-        measure = getattr(probe, "activations", {}).get(finding.module)
+    def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
+        measure = probe.activations.get(finding.module)
         if measure is None or measure.kind not in ("ReLU", "ReLU6"):
-            measure = getattr(probe, "layers", {}).get(finding.evidence.get("layer"))
+            measure = probe.layers.get(finding.evidence.get("layer"))
         if measure is None:
             return None
         finding.evidence["measured_dead_fraction"] = round(measure.dead_fraction, 4)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext, is_gate
 from gradlint.types import Finding, Risk, Severity
-
 
 
 class SaturatedInputs(Rule):
@@ -75,8 +75,8 @@ block = nn.Sequential(lin, nn.Tanh())              # ~80% of units saturated
                           "input_std": round(std, 4)},
             )
 
-    def confirm(self, finding: Finding, probe: object) -> bool | None:
-        measure = getattr(probe, "activations", {}).get(finding.module)
+    def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
+        measure = probe.activations.get(finding.module)
         if measure is None:
             return None
         finding.evidence["measured_saturated_fraction"] = round(measure.saturated_fraction, 4)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from gradlint.estimate.table import Family
 from gradlint.graph import NodeKind, NodeRecord, Ref
+from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext, probe_entry
 from gradlint.types import Finding, Risk, Severity
 
@@ -131,7 +132,7 @@ attn = torch.softmax(scores, dim=-1) @ v
             "logit_std": round(logit_std, 3), "scaled_logit_std": round(logit_std / ratio, 3), "head_dim": d,
             "scale": scale}))
 
-    def confirm(self, finding: Finding, probe: object) -> bool | None:
+    def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
         entries = [probe_entry(probe, finding.evidence.get(f"{x}_layer")) for x in "qkv"]
         q, k, v = (entry.log10_grad_rms if entry is not None else None for entry in entries)
         if q is None or k is None or v is None:

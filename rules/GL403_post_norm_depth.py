@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import networkx as nx
 
 from gradlint.graph import NodeKind, NodeRecord, Ref
+from gradlint.probe import ProbeResult
 from gradlint.rule import BATCH_NORM_OPS, Rule, RuleContext, parent_module
 from gradlint.types import Finding, Risk, Severity
 
@@ -96,9 +97,9 @@ sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) 
             yield self.finding(ctx, first.module, message, node=first, evidence=evidence, fix=self.fix,
                                severity=Severity.INFO)
 
-    def confirm(self, finding: Finding, probe: object) -> bool | None:
+    def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
         first, last = finding.evidence.get("first_block"), finding.evidence.get("last_block")
-        layers = getattr(probe, "layers", {})
+        layers = probe.layers
         if not first or not last or first == last:
             return None
         diffs = []

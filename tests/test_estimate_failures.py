@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from gradlint.rules.GL001_capture_incomplete import CaptureIncomplete
 from torch import nn
 
 import gradlint.estimate as estimator
@@ -14,7 +15,6 @@ from gradlint.estimate.notes import TransferFailure
 from gradlint.estimate.table import TABLE, Entry, Family
 from gradlint.estimate.weights import WeightTable
 from gradlint.rule import RuleContext
-from gradlint.rules.GL001_capture_incomplete import CaptureIncomplete
 
 
 def _model() -> tuple[nn.Module, tuple[torch.Tensor]]:

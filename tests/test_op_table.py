@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from gradlint.rules.GL101_saturating_chain import SaturatingChain
+from gradlint.rules.GL102_init_activation_mismatch import InitActivationMismatch
 from torch import nn
 
 from gradlint.capture import capture
 from gradlint.estimate import estimate
 from gradlint.estimate.table import TABLE, Entry, Family, node_family
 from gradlint.estimate.weighted import linear
+from gradlint.estimate.weights import WeightTable
 from gradlint.graph import ModelGraph
 from gradlint.rule import RuleContext
-from gradlint.rules.GL101_saturating_chain import SaturatingChain
-from gradlint.rules.GL102_init_activation_mismatch import InitActivationMismatch
-from gradlint.estimate.weights import WeightTable
 
 ROOT = Path(__file__).resolve().parent.parent
 THROWAWAY = "gradlint_test_dense"  # an op no library has: only its table entry can make it known

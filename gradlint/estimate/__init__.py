@@ -13,19 +13,38 @@ from typing import Any
 import torch
 
 # each family module registers its ops in the table on import
-from gradlint.estimate import (attention, elementwise, factories, linalg, normalisation, pooling, products,  # noqa: F401
-                               recurrent, reduction, scatter, softmax, structural, weighted)
+from gradlint.estimate import (  # noqa: F401
+    attention,
+    elementwise,
+    factories,
+    linalg,
+    normalisation,
+    pooling,
+    products,
+    recurrent,
+    reduction,
+    scatter,
+    softmax,
+    structural,
+    weighted,
+)
 from gradlint.estimate.constant import Evaluator, element_stat, within_unit_variance
 from gradlint.estimate.elementwise import is_float, mix
-from gradlint.estimate.pooling import max_order_moments
-from gradlint.estimate.pointwise import PointwiseResolver, Shape, derivative_shape, is_pointwise, pointwise_stat
 from gradlint.estimate.notes import TransferFailure
-from gradlint.estimate.stat import Stat, UNIT, ZERO
-from gradlint.estimate.table import Family, TABLE, family_of
+from gradlint.estimate.pointwise import (
+    PointwiseResolver,
+    Shape,
+    derivative_shape,
+    is_pointwise,
+    pointwise_stat,
+)
+from gradlint.estimate.pooling import max_order_moments
+from gradlint.estimate.stat import UNIT, ZERO, Stat
+from gradlint.estimate.table import TABLE, Family, family_of
 from gradlint.estimate.update import log10_update_ratio
+from gradlint.estimate.weights import WeightTable, measured
 from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref
 from gradlint.types import ProfileEntry, profile_dict, profile_ratio
-from gradlint.estimate.weights import WeightTable, measured
 
 
 @dataclass

@@ -16,9 +16,11 @@ from typing import Any
 
 import torch
 
-from gradlint.estimate.stat import Stat, ZERO
-from gradlint.estimate.table import Context, Family, Gains, Result, add_gain as _add_gain, family_of, ref_name as _ref, transfer
 from gradlint.estimate.softmax import softmax_moments
+from gradlint.estimate.stat import ZERO, Stat
+from gradlint.estimate.table import Context, Family, Gains, Result, family_of, transfer
+from gradlint.estimate.table import add_gain as _add_gain
+from gradlint.estimate.table import ref_name as _ref
 from gradlint.graph import NodeRecord, Ref
 
 Rows = list[tuple[float, float]]  # (share of query rows, effective keys of such a row)

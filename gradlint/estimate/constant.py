@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
-from gradlint.estimate.table import TABLE, rule_of
 from gradlint.estimate.factories import size
-from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref
+from gradlint.estimate.table import TABLE, rule_of
 from gradlint.estimate.weights import WeightTable
+from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref
 
 MAX_NUMEL = 1 << 24  # larger results are left to the moment model (memory, time)
 _PLACEMENT = ("device", "pin_memory")

@@ -3,11 +3,19 @@ positional parameter, x / std(x)): what is left when `pointwise.py` cannot fold 
 
 from __future__ import annotations
 
-from gradlint.estimate.stat import Stat, ZERO
-from gradlint.estimate.table import (Context, Family, Gains, Result, add_gain as _add_gain, broadcast as _bcast, declare,
-                                     family_of, transfer)
+from gradlint.estimate.stat import ZERO, Stat
+from gradlint.estimate.table import (
+    Context,
+    Family,
+    Gains,
+    Result,
+    declare,
+    family_of,
+    transfer,
+)
+from gradlint.estimate.table import add_gain as _add_gain
+from gradlint.estimate.table import broadcast as _bcast
 from gradlint.graph import ModelGraph, NodeRecord, Ref
-
 
 
 def is_statistic_of(graph: ModelGraph, scale: str, x: str, hops: int = 6) -> bool:

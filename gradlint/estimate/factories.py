@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from gradlint.estimate.stat import Stat, ZERO
+from gradlint.estimate.stat import ZERO, Stat
 from gradlint.estimate.table import Context, Family, Result, declare, transfer
 from gradlint.graph import NodeRecord
 

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from gradlint.estimate.stat import Stat
-from gradlint.estimate.table import Context, Family, Gains, Result, add_gain as _add_gain, transfer
 from gradlint.estimate.products import _product
+from gradlint.estimate.stat import Stat
 from gradlint.estimate.structural import identity
+from gradlint.estimate.table import Context, Family, Gains, Result, transfer
+from gradlint.estimate.table import add_gain as _add_gain
 from gradlint.graph import NodeRecord
 
 transfer("matrix_H", "adjoint", "conj", "conj_physical", "resolve_conj", "resolve_neg", family=Family.STRUCTURAL)(identity)

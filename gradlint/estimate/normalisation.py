@@ -8,7 +8,15 @@ import math
 from typing import Any
 
 from gradlint.estimate.stat import Stat
-from gradlint.estimate.table import Context, Family, Gains, Result, add_gain, ref_name, transfer
+from gradlint.estimate.table import (
+    Context,
+    Family,
+    Gains,
+    Result,
+    add_gain,
+    ref_name,
+    transfer,
+)
 from gradlint.graph import NodeRecord, Ref
 
 

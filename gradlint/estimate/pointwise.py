@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
+from gradlint.estimate.quadrature import Moments, expectations, expectations_2level
 from gradlint.estimate.stat import Stat
 from gradlint.estimate.table import Family, family_of
 from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref
-from gradlint.estimate.quadrature import Moments, expectations, expectations_2level
 
 MAX_DEPTH = 24
 ELEMENTWISE = frozenset({Family.POINTWISE, Family.SUM, Family.PRODUCT, Family.SELECT})

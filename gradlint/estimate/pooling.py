@@ -8,8 +8,15 @@ import math
 import torch
 
 from gradlint.estimate.quadrature import nodes
-from gradlint.estimate.stat import Stat, ZERO
-from gradlint.estimate.table import Context, Family, Result, as_tuple, ref_name, transfer
+from gradlint.estimate.stat import ZERO, Stat
+from gradlint.estimate.table import (
+    Context,
+    Family,
+    Result,
+    as_tuple,
+    ref_name,
+    transfer,
+)
 from gradlint.graph import NodeRecord
 
 

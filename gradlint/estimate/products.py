@@ -7,7 +7,15 @@ import math
 from typing import Any
 
 from gradlint.estimate.stat import Stat
-from gradlint.estimate.table import Context, Family, Gains, Result, add_gain, broadcast, transfer
+from gradlint.estimate.table import (
+    Context,
+    Family,
+    Gains,
+    Result,
+    add_gain,
+    broadcast,
+    transfer,
+)
 from gradlint.graph import NodeRecord, Ref
 
 

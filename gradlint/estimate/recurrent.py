@@ -10,10 +10,10 @@ from typing import Any
 
 import torch
 
+from gradlint.estimate.quadrature import Moments, expectations
 from gradlint.estimate.stat import Stat
 from gradlint.estimate.table import Context, Family, Result, transfer
 from gradlint.graph import NodeRecord, Ref
-from gradlint.estimate.quadrature import Moments, expectations
 
 
 @lru_cache(maxsize=4096)

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from gradlint.estimate.softmax import softmax_moments
-from gradlint.estimate.stat import Stat, ZERO
+from gradlint.estimate.stat import ZERO, Stat
 from gradlint.estimate.table import Context, Family, Result, ref_name, transfer
 from gradlint.graph import NodeRecord
 

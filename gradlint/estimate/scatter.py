@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
-from gradlint.estimate.stat import Stat, ZERO
-from gradlint.estimate.table import Context, Family, Gains, Result, add_gain as _add_gain, broadcast as _bcast, rule_of, transfer
+from gradlint.estimate.stat import ZERO, Stat
+from gradlint.estimate.table import Context, Family, Gains, Result, rule_of, transfer
+from gradlint.estimate.table import add_gain as _add_gain
+from gradlint.estimate.table import broadcast as _bcast
 from gradlint.graph import NodeRecord
 
 

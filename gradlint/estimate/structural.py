@@ -6,8 +6,18 @@ from __future__ import annotations
 
 import math
 
-from gradlint.estimate.stat import Stat, ZERO
-from gradlint.estimate.table import Context, Family, Gains, Result, add_gain, broadcast, ref_name, rule_of, transfer
+from gradlint.estimate.stat import ZERO, Stat
+from gradlint.estimate.table import (
+    Context,
+    Family,
+    Gains,
+    Result,
+    add_gain,
+    broadcast,
+    ref_name,
+    rule_of,
+    transfer,
+)
 from gradlint.graph import NodeRecord, Ref
 
 

@@ -7,8 +7,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gradlint.estimate.stat import Stat, ZERO
-from gradlint.estimate.table import Context, Family, Gains, Result, add_gain, as_tuple, ref_name, transfer
+from gradlint.estimate.stat import ZERO, Stat
+from gradlint.estimate.table import (
+    Context,
+    Family,
+    Gains,
+    Result,
+    add_gain,
+    as_tuple,
+    ref_name,
+    transfer,
+)
 from gradlint.graph import NodeRecord
 
 
