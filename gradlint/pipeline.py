@@ -196,8 +196,11 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
         instances.append(rule)
         try:
             active.extend((rule, finding) for finding in rule.check(ctx))
-        except Exception as exc:  # one broken (plugin) rule must not hide the others' findings
-            graph.notes.append(f"rule {rule_cls.code} ({rule_cls.name}) failed and was skipped: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # one broken (plugin) rule must not hide the others' findings, nor pass unseen
+            report.error = report.error or GradlintError(
+                ErrorKind.INTERNAL, f"rule {rule_cls.code} ({rule_cls.name}) failed on this target with "
+                f"{type(exc).__name__}: {exc}; its findings are missing (the other rules' are reported).")
+            report.traceback = report.traceback or traceback.format_exc()
             log.debug("rule %s failed", rule_cls.code, exc_info=True)
     report.seconds["rules"] = time.perf_counter() - tick
     if options.probe:

@@ -65,10 +65,6 @@ class ConstructionRecord:
     def site_of(self, module: nn.Module) -> SourceLocation | None:
         return self.sites.get(module)
 
-    def release(self) -> None:
-        """Drop the strong references that kept tensor ids unique while recording."""
-        self._keep.clear()
-
 
 class _TensorInitMode(TorchFunctionMode):
     """Sees raw in-place initialisation (`w.data.normal_(0, 0.02)`) that bypasses `nn.init`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
@@ -38,7 +38,6 @@ class RuleContext:
     estimate: Estimate
     model: nn.Module
     record: ConstructionRecord | None
-    options: dict[str, Any] = field(default_factory=dict)
 
     def location(self, module: str, node: NodeRecord | None = None) -> SourceLocation | None:
         """Where the user would fix it: the layer's creation line, else the forward line of the op."""

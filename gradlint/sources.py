@@ -7,7 +7,6 @@ import os
 import re
 import sys
 import sysconfig
-import traceback
 from functools import lru_cache
 from types import FrameType, ModuleType
 
@@ -49,10 +48,6 @@ def user_frame(frame: FrameType | None, skip_self: object | None = None) -> Sour
     return None
 
 
-def current_user_location(skip_self: object | None = None) -> SourceLocation | None:
-    return user_frame(sys._getframe(1), skip_self)
-
-
 def location_from_stack_trace(stack_trace: str | None) -> SourceLocation | None:
     """The deepest user frame in a formatted stack trace (innermost frames come last)."""
     if not stack_trace:
@@ -62,13 +57,6 @@ def location_from_stack_trace(stack_trace: str | None) -> SourceLocation | None:
         if is_user_file(match["path"]):
             found = SourceLocation(display_path(match["path"]), int(match["line"]))
     return found
-
-
-def location_from_summary(summary: traceback.StackSummary) -> SourceLocation | None:
-    for frame in reversed(summary):
-        if is_user_file(frame.filename) and frame.lineno:
-            return SourceLocation(display_path(frame.filename), frame.lineno)
-    return None
 
 
 def import_file(name: str, path: str) -> ModuleType:

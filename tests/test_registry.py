@@ -111,3 +111,31 @@ def test_user_rule_runs_end_to_end(user_rule_dir) -> None:
     (target,) = json.loads(result.stdout)["targets"]
     assert [(f["rule"], f["name"], f["severity"]) for f in target["findings"]] == [("GL902", "always-flag-902", "warning")]
     assert target["findings"][0]["message"] == "3 weighted layers seen by a user rule"
+
+
+BROKEN_RULE = '''
+from gradlint.rule import Rule
+
+
+class Broken(Rule):
+    code = "GL903"
+    name = "broken-rule"
+    summary = "Raises (a test rule)."
+
+    def check(self, ctx):
+        raise KeyError("missing evidence")
+'''
+
+
+def test_a_rule_that_raises_is_an_error_of_that_target(tmp_path, user_rule_dir) -> None:
+    """A broken rule is reported (exit 2, the text view says which rule and why), and the others' findings stay."""
+    rules = user_rule_dir("GL902")
+    (rules / "GL903_broken.py").write_text(BROKEN_RULE)
+    args = ["check", "fixtures/tests/core_models.py:TinyMLP", "--rule-dir", str(rules), "--select", "GL902,GL903", "--no-probe"]
+    text = CliRunner().invoke(main, args)
+    assert text.exit_code == 2, text.output
+    assert "error (internal)" in text.stdout and "GL903 (broken-rule) failed" in text.stdout and "KeyError" in text.stdout
+    result = CliRunner().invoke(main, [*args, "--format", "json"])
+    (target,) = json.loads(result.stdout)["targets"]
+    assert target["status"] == "error" and "GL903" in target["error"]["message"]
+    assert [f["rule"] for f in target["findings"]] == ["GL902"]

@@ -120,8 +120,6 @@ class _Context:
         self.tuples: dict[str, list[Stat]] = {}
         self.notes: dict[str, dict[str, Any]] = {}
         self.failures: list[TransferFailure] = []
-        first_input = next((r for r in graph if r.kind is NodeKind.INPUT and r.shape), None)
-        self.batch = first_input.shape[0] if first_input and first_input.shape else 1
         self.evaluator = Evaluator(graph, weights)
         self.elements: dict[str, Stat] = {}  # data-independent nodes: statistics over their own elements
         self.in_constant = False  # while a data-independent node's rule runs, its inputs are read per element
