@@ -72,6 +72,19 @@ class Net(nn.Module):
         finding.confirmed = True
         yield finding
 
+    def check_measured(self, ctx: RuleContext, measured: Any) -> Iterator[Finding]:
+        """A training step whose forward or backward pass held NaN or Inf."""
+        if not getattr(measured, "nonfinite", False):
+            return
+        first = next((p for p in measured.profile if p.nonfinite), None)
+        module = first.module if first is not None else ""
+        yield self.finding(
+            ctx, module, f"Training step {measured.step}'s forward/backward pass produced NaN or Inf"
+            + (f", first seen at {module}" if module else "") + ": the optimizer step writes NaN into the weights. "
+            "Lower the learning rate or clip gradients, and run that batch under `torch.autograd.detect_anomaly()` "
+            "to find the op.", fix=self.fix, evidence={"measured": True},
+        )
+
     def confirm(self, finding: Finding, probe: Any) -> bool | None:
         return bool(getattr(probe, "nonfinite", False))
 
