@@ -244,7 +244,7 @@ class Monitor:
                 if not pending.active or pending.top != path:
                     return
                 pending.active, pending.done = False, True
-                y = first_tensor(output)
+                y = _y(output)
                 if y is None or not y.is_floating_point():
                     return
                 pending.y_rms, pending.y_finite = _rms(y), _finite(y)
@@ -398,3 +398,14 @@ def monitor(model: nn.Module, every: int = 50, **options: Any) -> Monitor:
     `with gradlint.monitor(model) as m:`). Options: select, ignore, thresholds, per_module_ignores,
     on_finding (called with each new finding; default: one log line), name, history."""
     return Monitor(model, every, **options)
+
+
+def _y(output: Any) -> torch.Tensor | None:
+    """The contract's y (the first tensor of the output), except that a forward given its labels returns
+    the loss first (transformers' `ModelOutput.loss`): then the first tensor with more than one element,
+    the logits the loss is computed from, so the profile is relative to the output gradient as in `check`."""
+    y = first_tensor(output)
+    if y is None or y.numel() != 1 or isinstance(output, torch.Tensor):
+        return y
+    values = list(output.values()) if isinstance(output, dict) else list(output) if isinstance(output, (tuple, list)) else []
+    return next((t for t in (first_tensor(v) for v in values) if t is not None and t.numel() > 1), y)

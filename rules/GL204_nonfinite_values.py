@@ -82,7 +82,10 @@ class Net(nn.Module):
             ctx, module, f"Training step {measured.step}'s forward/backward pass produced NaN or Inf"
             + (f", first seen at {module}" if module else "") + ": the optimizer step writes NaN into the weights. "
             "Lower the learning rate or clip gradients, and run that batch under `torch.autograd.detect_anomaly()` "
-            "to find the op.", fix=self.fix, evidence={"measured": True},
+            "to find the op.", evidence={"measured": True},
+            fix="Lower the learning rate (or add a warm-up), clip gradients with "
+                "`torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)`, and keep ops in their domain "
+                "(`torch.log(x.clamp_min(1e-6))`, `x / (d + 1e-6)`).",
         )
 
     def confirm(self, finding: Finding, probe: Any) -> bool | None:
