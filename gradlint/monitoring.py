@@ -197,8 +197,8 @@ class Monitor:
         for fmt in formats:
             if fmt not in FORMATS:
                 raise ValueError(f"unknown report format {fmt!r}; choose from {', '.join(FORMATS)}")
-            content = {"text": report.to_text, "json": lambda: json_format.render([report]),
-                       "html": lambda: html.render([report])}[fmt]()
+            content = (report.to_text() if fmt == "text" else json_format.render([report]) if fmt == "json"
+                       else html.render([report]))
             path = folder / f"{stem}.{ {'text': 'txt'}.get(fmt, fmt) }"
             path.write_text(content, encoding="utf-8")
             written.append(path)
@@ -250,7 +250,7 @@ class Monitor:
                 pending.y_rms, pending.y_finite = _rms(y), _finite(y)
                 if y.requires_grad:
                     pending.y_grad = Reading(0.0, 0.0, 0.0, True)
-                    y.register_hook(lambda g: pending.y_grad.add_grad(g) if pending.y_grad is not None else None)
+                    y.register_hook(pending.y_grad.add_grad)  # type: ignore[no-untyped-call]
 
             self._handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
             self._handles.append(module.register_forward_hook(post))
@@ -264,7 +264,7 @@ class Monitor:
                     return
                 reading = pending.readings[path] = Reading.forward(out)
                 if out.requires_grad:
-                    out.register_hook(reading.add_grad)  # returns None: the gradient passes unchanged
+                    out.register_hook(reading.add_grad)  # type: ignore[no-untyped-call]  # returns None: gradient unchanged
 
             self._handles.append(model.get_submodule(path).register_forward_hook(layer))
         for path, kind in self._kinds.items():
@@ -327,7 +327,7 @@ class Monitor:
         try:
             with preserved_global_state(), torch.no_grad():
                 graph = capture(target, call)
-                est = estimate(graph, WeightTable(target, None), call.tensors())
+                est = estimate(graph, WeightTable(target, None), tuple(call.tensors()))
         except GradlintError as exc:
             self._context_failed = True
             self.notes.append(f"the rules could not judge the measurements (capture failed: {exc.message}); "

@@ -9,21 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+import logging
 from typing import Any
 
 try:
     from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
-    from transformers.utils import logging as hf_logging
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError('gradlint.integrations.transformers needs transformers: pip install "gradlint[hf]"') from exc
 
 from gradlint.monitoring import FORMATS, Monitor, MonitorReport, log_finding
 from gradlint.types import Finding
 
-log = hf_logging.get_logger("transformers.gradlint")  # under transformers' logger and its verbosity
+log = logging.getLogger("transformers.gradlint")  # hf_logging.get_logger's: under transformers' handler and verbosity  # under transformers' logger and its verbosity
 
 
-class GradlintTrainerCallback(TrainerCallback):  # type: ignore[misc]
+class GradlintTrainerCallback(TrainerCallback):
     """Measure every `every` optimizer steps (`on_pre_optimizer_step`: after backward and clipping, before
     the step); write the report to `output_dir` (default `<args.output_dir>/gradlint`) when training ends.
     Other keyword options go to `gradlint.monitor` (select, ignore, thresholds, per_module_ignores)."""
@@ -57,7 +57,7 @@ class GradlintTrainerCallback(TrainerCallback):  # type: ignore[misc]
         monitor.close()
         self.report = monitor.report()
         if state.is_world_process_zero:
-            folder = Path(self.output_dir) if self.output_dir is not None else Path(args.output_dir) / "gradlint"
+            folder = Path(self.output_dir) if self.output_dir is not None else Path(args.output_dir or ".") / "gradlint"
             self.written = monitor.save(folder, self.formats)
             log.info("gradlint: training report written to %s", ", ".join(str(p) for p in self.written))
 

@@ -58,7 +58,9 @@ def _colour(value: float | str | None, low: float, high: float) -> str:
         t, (r, g, b) = min(value / low, 1.0) if low < 0 else 1.0, (31, 95, 191)
     else:
         t, (r, g, b) = min(value / high, 1.0) if high > 0 else 1.0, (192, 57, 43)
-    mix = lambda c: round(255 + (c - 255) * t)  # noqa: E731 - white to the colour
+    def mix(c: int) -> int:  # white to the colour
+        return round(255 + (c - 255) * t)
+
     return f"#{mix(r):02x}{mix(g):02x}{mix(b):02x}"
 
 
