@@ -3,6 +3,7 @@ the same rules as `gradlint check`, without changing the training."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import sys
@@ -18,12 +19,25 @@ import gradlint
 from gradlint.monitoring import Monitor, StepMeasure
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "fixtures" / "monitor"))
-sys.path.insert(0, str(ROOT / "fixtures" / "zoo"))
 
-from deep_sigmoid import DeepSigmoidMLP  # noqa: E402
-from models import RAW_BATCH, DropoutBNNet, ReLUMLP, TanhMLP, classification, images, raw_loader  # noqa: E402
-from resnet import ResNet  # noqa: E402
+
+def _fixture(relative: str) -> Any:
+    """A fixture file imported under a name of its own: on sys.path as `models` it would shadow the
+    `models` packages other tests build."""
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(f"_monitor_fixture_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+DeepSigmoidMLP = _fixture("fixtures/zoo/deep_sigmoid.py").DeepSigmoidMLP
+_models = _fixture("fixtures/monitor/models.py")
+RAW_BATCH, DropoutBNNet, ReLUMLP, TanhMLP = _models.RAW_BATCH, _models.DropoutBNNet, _models.ReLUMLP, _models.TanhMLP
+classification, images, raw_loader = _models.classification, _models.images, _models.raw_loader
+ResNet = _fixture("fixtures/zoo/resnet.py").ResNet
 
 SCHEMA = json.loads((ROOT / "docs" / "spec" / "report.schema.json").read_text())
 

@@ -3,6 +3,7 @@ and transformers' Trainer.train, each for a few steps on generated data."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import sys
@@ -14,11 +15,22 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "fixtures" / "monitor"))
-sys.path.insert(0, str(ROOT / "fixtures" / "zoo"))
 
-from deep_sigmoid import DeepSigmoidMLP  # noqa: E402
-from models import classification  # noqa: E402
+
+def _fixture(relative: str) -> Any:
+    """A fixture file imported under a name of its own: on sys.path as `models` it would shadow the
+    `models` packages other tests build."""
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(f"_monitor_fixture_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+DeepSigmoidMLP = _fixture("fixtures/zoo/deep_sigmoid.py").DeepSigmoidMLP
+classification = _fixture("fixtures/monitor/models.py").classification
 
 
 class Lines(logging.Handler):
