@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gradlint.api import check
+    from gradlint.monitoring import Monitor, monitor
 
-__all__ = ["check", "__version__"]
+__all__ = ["check", "monitor", "Monitor", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,4 +20,8 @@ def __getattr__(name: str) -> Any:
         from gradlint.api import check
 
         return check
+    if name in ("monitor", "Monitor"):
+        from gradlint import monitoring
+
+        return getattr(monitoring, name)
     raise AttributeError(f"module 'gradlint' has no attribute {name!r}")

@@ -20,13 +20,15 @@ from gradlint.types import ErrorKind, GradlintError
 
 def check(model_or_target: nn.Module | str, inputs: Any = None, probe: bool = True, *,
           select: Iterable[str] | None = None, ignore: Iterable[str] = (), thresholds: dict[str, dict[str, Any]] | None = None,
-          probe_timeout: float | None = 60.0) -> TargetReport:
+          probe_timeout: float | None = 60.0, data: Any = None) -> TargetReport:
     """Check one model (an `nn.Module`, or a target string) and return its report.
 
     `inputs` is what the forward is called with, read as Lightning reads `example_input_array`: a tensor
     (the one argument), a tuple or list (positional arguments), a dict (keyword arguments); or shape
     strings like "float32[16,3,32,32]" / "attention_mask=int64[16,32]". Without it the contract's input
-    resolution applies. The report has `.findings` and `.to_dict()`.
+    resolution applies. `data` is a real batch instead (or a function returning one, or a DataLoader whose
+    first batch is used; gradlint.data): the probe and the estimate then see your data's statistics.
+    The report has `.findings` and `.to_dict()`.
 
     Whatever the model's code raises (SystemExit and other BaseExceptions included) becomes the report's
     error; only a real Ctrl-C propagates. Grad mode, the RNGs, default dtype and device, global module hooks
@@ -39,7 +41,8 @@ def check(model_or_target: nn.Module | str, inputs: Any = None, probe: bool = Tr
         specs = [InputSpec.parse(inputs)]
     elif isinstance(inputs, (list, tuple)) and inputs and all(isinstance(i, str) for i in inputs):
         specs = [InputSpec.parse(i) for i in inputs]
-    options = CheckOptions(rules=rules, thresholds=thresholds or {}, inputs=specs, probe=probe, probe_timeout=probe_timeout)
+    options = CheckOptions(rules=rules, thresholds=thresholds or {}, inputs=specs, probe=probe, probe_timeout=probe_timeout,
+                           data=data)
     given = as_call(inputs) if inputs is not None and specs is None else None
     from gradlint.notebook import NotebookReport
 

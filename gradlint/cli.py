@@ -106,6 +106,7 @@ def main() -> None:
 @click.option("--fail-on", type=click.Choice([s.value for s in Severity]), help="Lowest severity that fails the run (default: warning).")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings are reported (errors still exit 2).")
 @click.option("--input", "input_specs", multiple=True, help='Example input as DTYPE[d0,d1,...], e.g. "float32[16,3,224,224]", repeated for several positional arguments; NAME=DTYPE[...] for a keyword argument, e.g. "attention_mask=int64[16,128]".')
+@click.option("--data", help="A real batch as the example input: FILE.py:NAME naming a batch, a function returning one, or a DataLoader (its first batch).")
 @click.option("--no-probe", is_flag=True, help="Skip the confirming forward/backward pass (static estimate only).")
 @click.option("--probe-batch", type=int, help="Batch size of the probe's inferred input (default 16).")
 @click.option("--probe-timeout", type=float, help="Seconds the probe may take per target (default 60).")
@@ -136,7 +137,7 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
           isolate_timeout: float | None = 300.0, isolate_memory: str | None = None, exclude: tuple[str, ...] = (),
           affected: bool = False, jobs: int | None = None, shard: tuple[int, int] | None = None, no_cache: bool = False,
           in_process: bool = False,
-          quiet: bool = False, color: str = "auto") -> None:
+          quiet: bool = False, color: str = "auto", data: str | None = None) -> None:
     """Check TARGETS: FILE.py:NAME, package.module:NAME, NAME(args...), or files and folders, whose nn.Module
     classes and factories are discovered; default: the [tool.gradlint] targets."""
     from gradlint import discover, settings
@@ -184,6 +185,8 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
                       for name in names]
     except GradlintError as exc:
         raise UsageError(exc.message) from None
+    for options in per_target:
+        options.data = data
     progress = err.is_terminal and len(names) > 1 and not in_process
 
     def started(index: int, name: str) -> None:

@@ -21,6 +21,7 @@ FORWARDED = {
     "select": "--select", "ignore": "--ignore", "extend_select": "--extend-select", "input_specs": "--input",
     "no_probe": "--no-probe", "probe_batch": "--probe-batch", "probe_timeout": "--probe-timeout",
     "probe_max_params": "--probe-max-params", "device": "--device", "rule_dir": "--rule-dir", "config_path": "--config",
+    "data": "--data",
 }
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _SIGNALS = {"SIGSEGV": "a segmentation fault", "SIGABRT": "an abort", "SIGBUS": "a bus error", "SIGFPE": "a floating-point trap",

@@ -50,6 +50,7 @@ class CheckOptions:
     # told each stage as it starts ("load", "capture", "estimate", "rules", "probe", "fixes"), with the report
     # as it would be if the run ended there: a worker process hands both to the process that writes the report
     progress: Callable[[str, TargetReport], None] | None = None
+    data: Any = None  # --data FILE.py:NAME (or, from Python, the batch, function or DataLoader): see gradlint.data
 
 
 @dataclass
@@ -163,7 +164,12 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
     report.parameters = sum(p.numel() for p in params)
     _tell(options, "capture", report)
     tick = time.perf_counter()
-    inputs = ResolvedInputs(given_inputs, "given") if given_inputs is not None else resolve_inputs(model, options.inputs)
+    if given_inputs is None and options.data is not None:
+        from gradlint.data import data_inputs
+
+        inputs = data_inputs(options.data, model)
+    else:
+        inputs = ResolvedInputs(given_inputs, "given") if given_inputs is not None else resolve_inputs(model, options.inputs)
     report.input_source = inputs.source
     with preserved(model):  # the forward runs here: what it does to grad mode, devices or hooks stays here
         graph = capture(model, inputs.call)

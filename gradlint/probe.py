@@ -48,6 +48,9 @@ class ActivationMeasure:
     kind: str
     saturated_fraction: float  # inputs where |φ'| < 1% of its maximum
     dead_fraction: float
+    input_mean: float | None = None
+    input_std: float | None = None
+    active_fraction: float | None = None  # inputs above zero
 
 
 @dataclass
@@ -225,17 +228,7 @@ def _measure(twin: nn.Module, call: Call, layers: list[tuple[str, str, str]], se
             def act_hook(mod: nn.Module, args: Any, output: Any, path: str = path, kind: str = kind) -> None:
                 if path in activations or not args or not isinstance(args[0], torch.Tensor):
                     return
-                h = args[0].detach()
-                limit = SATURATING.get(kind)
-                if kind == "LogSigmoid":
-                    saturated = float((h > limit).float().mean()) if h.numel() else 0.0
-                elif kind == "Hardsigmoid":
-                    saturated = float((h.abs() >= 3.0).float().mean()) if h.numel() else 0.0
-                elif limit is not None:
-                    saturated = float((h.abs() > limit).float().mean()) if h.numel() else 0.0
-                else:
-                    saturated = 0.0
-                activations[path] = ActivationMeasure(path, kind, saturated, _dead_fraction(h) if kind in RELU_LIKE else 0.0)
+                activations[path] = measure_activation(path, kind, args[0])
 
             handles.append(module.register_forward_hook(act_hook))
     try:
@@ -270,34 +263,92 @@ def _measure(twin: nn.Module, call: Call, layers: list[tuple[str, str, str]], se
             profile.append(entry)
             measures[path] = LayerMeasure(entry)
             continue
-        grad = grad_of.get(id(out))
-        entry = _entry(path, kind, grad, g_rms)
-        if not _finite(out):  # the contract: a nonfinite forward is null too
-            entry = ProfileEntry(path, kind, None, nonfinite=True)
-        nonfinite_any = nonfinite_any or entry.nonfinite
-        measure = LayerMeasure(entry)
-        o = out.detach()
-        measure.out_mean, measure.out_std = float(o.mean()), float(o.std()) if o.numel() > 1 else 0.0
-        measure.dead_fraction = _dead_fraction(out)
         param = named.get(wname)
-        if param is not None and id(param) in grad_of and grad_of[id(param)] is not None:
-            wg = _rms(grad_of[id(param)])
-            measure.weight_grad_rms = wg
-            w_rms = _rms(param)
-            measure.relative_update = wg / w_rms if w_rms > 0 else None
-            if measure.relative_update and math.isfinite(measure.relative_update):
-                entry.log10_update_ratio = math.log10(measure.relative_update)
-        profile.append(entry)
+        measure = layer_measure(path, kind, Reading.of(out, grad_of.get(id(out))), g_rms,
+                                param, grad_of.get(id(param)) if param is not None else None)
+        nonfinite_any = nonfinite_any or measure.entry.nonfinite
+        profile.append(measure.entry)
         measures[path] = measure
     return ProbeResult(profile, measures, activations, 0.0, call.batch(), nonfinite_any, _rms(y))
 
 
-def _entry(path: str, kind: str, grad: torch.Tensor | None, g_rms: float) -> ProfileEntry:
-    if grad is None:
+@dataclass
+class Reading:
+    """What one weighted layer's first call showed, reduced to numbers as soon as it is seen (a training
+    monitor keeps no tensors): its output's moments and dead fraction, and its output gradient's RMS."""
+
+    out_mean: float
+    out_std: float
+    dead_fraction: float
+    out_finite: bool
+    grad_rms: float | None = None  # None: no gradient reached the output
+    grad_finite: bool = True
+
+    @classmethod
+    def of(cls, out: torch.Tensor, grad: torch.Tensor | None = None) -> Reading:
+        reading = cls.forward(out)
+        if grad is not None:
+            reading.add_grad(grad)
+        return reading
+
+    @classmethod
+    def forward(cls, out: torch.Tensor) -> Reading:
+        o = out.detach()
+        std = float(o.std()) if o.numel() > 1 else 0.0
+        return cls(float(o.mean()) if o.numel() else 0.0, std, _dead_fraction(o), _finite(o))
+
+    def add_grad(self, grad: torch.Tensor) -> None:
+        self.grad_finite = _finite(grad)
+        self.grad_rms = _rms(grad)
+
+
+def layer_measure(path: str, kind: str, reading: Reading, g_rms: float, param: torch.Tensor | None,
+                  param_grad: torch.Tensor | None) -> LayerMeasure:
+    """One weighted layer's profile entry and measure, the contract's way: log10 of its output gradient's
+    RMS over the output gradient's (`g_rms`), null where zero or non-finite (a non-finite forward too), and
+    log10 RMS(dL/dW) / RMS(W) for its weight."""
+    entry = _entry(path, kind, reading.grad_rms, reading.grad_finite, g_rms)
+    if not reading.out_finite:  # the contract: a nonfinite forward is null too
+        entry = ProfileEntry(path, kind, None, nonfinite=True)
+    measure = LayerMeasure(entry, reading.out_mean, reading.out_std, reading.dead_fraction)
+    if param is not None and param_grad is not None:
+        wg = _rms(param_grad)
+        measure.weight_grad_rms = wg
+        w_rms = _rms(param)
+        measure.relative_update = wg / w_rms if w_rms > 0 else None
+        if measure.relative_update and math.isfinite(measure.relative_update):
+            entry.log10_update_ratio = math.log10(measure.relative_update)
+    return measure
+
+
+def measure_activation(path: str, kind: str, h: torch.Tensor) -> ActivationMeasure:
+    """The saturated (|φ'| below 1% of its peak) and dead fractions of an activation's input `h`, with its
+    moments and positive share (what GL301 and GL302 judge)."""
+    h = h.detach()
+    limit = SATURATING.get(kind)
+    if not h.numel():
+        saturated = 0.0
+    elif kind == "LogSigmoid":
+        saturated = float((h > limit).float().mean())
+    elif kind == "Hardsigmoid":
+        saturated = float((h.abs() >= 3.0).float().mean())
+    elif limit is not None:
+        saturated = float((h.abs() > limit).float().mean())
+    else:
+        saturated = 0.0
+    measure = ActivationMeasure(path, kind, saturated, _dead_fraction(h) if kind in RELU_LIKE else 0.0)
+    if h.numel() and h.is_floating_point():
+        measure.input_mean = float(h.mean())
+        measure.input_std = float(h.std()) if h.numel() > 1 else 0.0
+        measure.active_fraction = float((h > 0).float().mean())
+    return measure
+
+
+def _entry(path: str, kind: str, rms: float | None, finite: bool, g_rms: float) -> ProfileEntry:
+    if rms is None:
         return ProfileEntry(path, kind, None, zero=True)
-    if not _finite(grad):
+    if not finite or not math.isfinite(rms):
         return ProfileEntry(path, kind, None, nonfinite=True)
-    rms = _rms(grad)
     if rms == 0.0 or g_rms == 0.0:
         return ProfileEntry(path, kind, None, zero=True)
     return ProfileEntry(path, kind, math.log10(rms / g_rms))

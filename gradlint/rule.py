@@ -97,6 +97,12 @@ class Rule:
         `activations`, `nonfinite` and `output_rms`, never anything else. Runs only when it was not skipped."""
         return ()
 
+    def check_measured(self, ctx: RuleContext, measured: Any) -> Iterable[Finding]:
+        """Findings one measurement taken during training shows (gradlint.monitor: `measured` is the probe's
+        kind of result, for the user's own batch at step `measured.step`). By default what `check_probe` finds;
+        a rule that judges a profile, a unit fraction or an update ratio judges the measured one here."""
+        return self.check_probe(ctx, measured)
+
     def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
         """The probe criterion: True/False once measured, None when the probe cannot tell."""
         return None
@@ -108,7 +114,9 @@ class Rule:
 
     def finding(self, ctx: RuleContext, module: str, message: str, *, node: NodeRecord | None = None,
                 fix: str | None = None, severity: Severity | None = None, risk: Risk | None = None,
-                evidence: dict[str, Any] | None = None) -> Finding:
+                evidence: dict[str, Any] | None = None, measured: Any = None) -> Finding:
+        """A finding of this rule; a judged rule's takes the training verdict's severity, predicted, or the
+        verdict of `measured` (a probe or training measurement) when the finding comes from one."""
         loc = ctx.location(module, node)
         made = Finding(
             rule=self.code, name=self.name, severity=severity or self.severity, risk=risk or self.risk,
@@ -117,7 +125,7 @@ class Rule:
         )
         if self.judged:
             self.ctx = ctx
-            judged_severity(self, made)
+            judged_severity(self, made, measured)
         return made
 
     def judge(self, finding: Finding, probe: ProbeResult, confirmed: bool | None) -> bool | None:

@@ -70,6 +70,7 @@ class Finding:
     # a fix applied to the model's weights and re-estimated: {"fix", "layers", "log10_ratio_before", "log10_ratio_after"}
     fix_check: dict[str, Any] | None = None
     related: list["Finding"] = field(default_factory=list)  # other findings with the same cause (see grouping)
+    step: int | None = None  # gradlint.monitor: the training step at which the measurement first showed it
 
     def members(self) -> list["Finding"]:
         return [self, *self.related]
@@ -86,6 +87,8 @@ class Finding:
             "line": self.line,
             "confirmed": self.confirmed,
         }
+        if self.step is not None:
+            data["step"] = self.step
         if self.fix:
             data["fix"] = self.fix
         if self.evidence:

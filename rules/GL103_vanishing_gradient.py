@@ -62,9 +62,18 @@ for m in layers:
     INVALID = ("fixtures/zoo/deep_sigmoid.py:DeepSigmoidMLP", "fixtures/cases/failures.py:VGGNoBNSmallInit")
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
-        graph, est = ctx.graph, ctx.estimate
+        est = ctx.estimate
+        yield from self._starved(ctx, [(layer, est.log10_rms(layer.output)) for layer in ctx.graph.weighted_layers])
+
+    def check_measured(self, ctx: RuleContext, measured: Any) -> Iterator[Finding]:
+        """The same judgement on a training step's measured profile; its measured verdict sets the severity."""
+        levels = {p.module: p.log10_grad_rms for p in measured.profile}
+        yield from self._starved(ctx, [(layer, levels.get(layer.module)) for layer in ctx.graph.weighted_layers],
+                                 measured)
+
+    def _starved(self, ctx: RuleContext, layers: list[tuple[Any, float | None]], measured: Any = None) -> Iterator[Finding]:
+        graph = ctx.graph
         threshold = float(self.opts["min_log10"])
-        layers = [(layer, est.log10_rms(layer.output)) for layer in graph.weighted_layers]
         known = [(layer, value) for layer, value in layers if value is not None]
         healthy = {layer.output for layer, value in known if value >= threshold}
         # A layer whose own gradient is small but that sits beside a path carrying the gradient on (attention
@@ -89,10 +98,10 @@ for m in layers:
         message += "Match the init to the activation, or add normalization or residual connections."
 
         yield self.finding(
-            ctx, lowest.module, message, fix=self.fix,
-            evidence={"threshold": threshold, "estimated_log10": round(low, 3), "layers_below": len(starved),
-                      "first_below": crossing.module, "steepest_layer": steep.module if steep else None,
-                      "steepest_fall": round(fall, 3)},
+            ctx, lowest.module, message, fix=self.fix, measured=measured,
+            evidence={"threshold": threshold, ("measured_log10" if measured is not None else "estimated_log10"): round(low, 3),
+                      "layers_below": len(starved), "first_below": crossing.module,
+                      "steepest_layer": steep.module if steep else None, "steepest_fall": round(fall, 3)},
         )
 
     def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 from gradlint.probe import ProbeResult
-from gradlint.rule import Rule, RuleContext, Unmeasurable, measured_level
+from gradlint.rule import Rule, RuleContext, Unmeasurable, measured_level, training_verdict
 from gradlint.types import Finding, ProfileEntry, Risk, Severity
 
 
@@ -66,12 +67,7 @@ model = nn.Sequential(*layers)
         top = peak.log10_grad_rms or 0.0
         if top <= self.opts["max_log10"] or not self._layers_explode(ctx, profile, top):
             return
-        # The step where the gradient rises most going backwards: layer i receives more than layer i + 1.
-        steep, rise = peak, 0.0
-        for earlier, later in zip(profile, profile[1:]):
-            step = (earlier.log10_grad_rms or 0.0) - (later.log10_grad_rms or 0.0)
-            if step > rise:
-                steep, rise = earlier, step
+        steep, rise = _steepest(profile, peak)
         severity = Severity.ERROR if top > self.opts["error_log10"] else Severity.WARNING
         message = (
             f"The estimated gradient at {peak.module} ({peak.kind}) is 10^{top:.1f} times the gradient at the "
@@ -96,11 +92,30 @@ model = nn.Sequential(*layers)
         scale_free = [0.5 * math.log10(r[out]) for out in outputs if r.get(out, 0.0) > 0 and math.isfinite(r[out])]
         if not scale_free or max(scale_free) <= self.opts["max_log10"]:
             return False
-        values = [p.log10_grad_rms or 0.0 for p in profile]
-        middle = values[len(values) // 2]
-        early_growth = values[0] - middle  # input-side half
-        late_growth = middle - min(values[len(values) // 2:])  # output-side half
-        return early_growth + late_growth > 0 and late_growth >= 0.5 * early_growth
+        return _geometric([p.log10_grad_rms or 0.0 for p in profile])
+
+    def check_measured(self, ctx: RuleContext, measured: Any) -> Iterator[Finding]:
+        """A training step's measured profile: above `max_log10`, growing geometrically in depth, and an
+        early layer's measured update outrunning a later one's (the measured verdict at warning or above:
+        a normalization rescaling a small signal raises the raw profile but not the update lead)."""
+        profile = [p for p in measured.profile if p.log10_grad_rms is not None and math.isfinite(p.log10_grad_rms)]
+        if len(profile) < 2:
+            return
+        peak = max(profile, key=lambda p: p.log10_grad_rms or 0.0)
+        top = peak.log10_grad_rms or 0.0
+        if top <= self.opts["max_log10"] or not _geometric([p.log10_grad_rms or 0.0 for p in profile]):
+            return
+        if training_verdict(ctx, self.risk, measured).severity is Severity.INFO:
+            return
+        steep, rise = _steepest(profile, peak)
+        message = (
+            f"The measured gradient at {peak.module} ({peak.kind}) is 10^{top:.1f} times the gradient at the model's "
+            f"output, growing layer by layer (threshold 10^{self.opts['max_log10']:.1f}); it rises most at "
+            f"{steep.module} (x10^{rise:.2f} over the next layer). Early layers take steps far larger than late ones."
+        )
+        yield self.finding(ctx, steep.module, message, fix=self.fix, measured=measured,
+                           evidence={"peak_layer": peak.module, "measured_log10": round(top, 3),
+                                     "steepest_layer": steep.module, "steepest_rise": round(rise, 3)})
 
     def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
         level = measured_level(probe, finding.evidence.get("peak_layer"))
@@ -112,3 +127,22 @@ model = nn.Sequential(*layers)
                                 f"10^{self.opts['max_log10']:.2f}.")
             return False
         return self.judge(finding, probe, True)
+
+
+def _steepest(profile: list[ProfileEntry], peak: ProfileEntry) -> tuple[ProfileEntry, float]:
+    """The step where the gradient rises most going backwards: layer i receives more than layer i + 1."""
+    steep, rise = peak, 0.0
+    for earlier, later in zip(profile, profile[1:]):
+        step = (earlier.log10_grad_rms or 0.0) - (later.log10_grad_rms or 0.0)
+        if step > rise:
+            steep, rise = earlier, step
+    return steep, rise
+
+
+def _geometric(values: list[float]) -> bool:
+    """Growth compounded in depth: the output-side half of the layers grows at least half as much as the
+    input-side half (unlike a pre-LN transformer whose small residual stream inflates the first blocks)."""
+    middle = values[len(values) // 2]
+    early_growth = values[0] - middle  # input-side half
+    late_growth = middle - min(values[len(values) // 2:])  # output-side half
+    return early_growth + late_growth > 0 and late_growth >= 0.5 * early_growth

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import networkx as nx
 import torch
@@ -74,6 +75,22 @@ class Net(nn.Module):
         )
         finding.confirmed = True
         yield finding
+
+    def check_measured(self, ctx: RuleContext, measured: Any) -> Iterator[Finding]:
+        """A training step whose forward or backward pass held NaN or Inf."""
+        if not getattr(measured, "nonfinite", False):
+            return
+        first = next((p for p in measured.profile if p.nonfinite), None)
+        module = first.module if first is not None else ""
+        yield self.finding(
+            ctx, module, f"Training step {measured.step}'s forward/backward pass produced NaN or Inf"
+            + (f", first seen at {module}" if module else "") + ": the optimizer step writes NaN into the weights. "
+            "Lower the learning rate or clip gradients, and run that batch under `torch.autograd.detect_anomaly()` "
+            "to find the op.", evidence={"measured": True},
+            fix="Lower the learning rate (or add a warm-up), clip gradients with "
+                "`torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)`, and keep ops in their domain "
+                "(`torch.log(x.clamp_min(1e-6))`, `x / (d + 1e-6)`).",
+        )
 
     def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
         return bool(probe.nonfinite)

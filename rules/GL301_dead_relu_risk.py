@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext
@@ -71,6 +72,33 @@ block = nn.Sequential(lin, nn.ReLU())
                           "input_std": round(std, 4), "layer": layer},
             )
 
+    def check_measured(self, ctx: RuleContext, measured: Any) -> Iterator[Finding]:
+        """A training step's activations: inputs positive less than `min_active` of the time, or more than
+        half the units dead (never positive over the batch: the probe criterion)."""
+        for path, measure in measured.activations.items():
+            active = measure.active_fraction
+            if measure.kind not in _RECTIFIERS or active is None or not math.isfinite(measure.input_mean or 0.0):
+                continue  # NaN/Inf inputs are GL204's
+            if active >= self.opts["min_active"] and measure.dead_fraction <= 0.5:
+                continue
+            node = next((n for n in ctx.graph.ops() if n.module == path), None)
+            feeding = ctx.graph.layer_feeding(node.name) if node is not None else None
+            layer = feeding.module if feeding is not None else None
+            source = f"the output of {layer}" if layer else "its input"
+            message = (
+                f"{path or '<root>'} ({measure.kind}) receives {source} with mean {measure.input_mean:.2f} and std "
+                f"{measure.input_std:.2f} (measured), so only {active:.1%} of its inputs are positive (threshold "
+                f"{self.opts['min_active']:.0%}) and {measure.dead_fraction:.0%} of its units are dead (never positive "
+                f"over the batch): they pass no gradient and may never recover. Lower the learning rate or centre the "
+                f"pre-activation, e.g. `nn.init.zeros_({_ref(layer)}.bias)`, or normalize before the activation."
+            )
+            yield self.finding(
+                ctx, path, message, node=node, fix=self.fix,
+                evidence={"active_fraction": round(active, 4), "measured_dead_fraction": round(measure.dead_fraction, 4),
+                          "input_mean": round(measure.input_mean or 0.0, 4), "input_std": round(measure.input_std or 0.0, 4),
+                          "layer": layer},
+            )
+
     def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
         measure = probe.activations.get(finding.module)
         if measure is None or measure.kind not in ("ReLU", "ReLU6"):
@@ -79,6 +107,9 @@ block = nn.Sequential(lin, nn.ReLU())
             return None
         finding.evidence["measured_dead_fraction"] = round(measure.dead_fraction, 4)
         return measure.dead_fraction > 0.5
+
+
+_RECTIFIERS = ("ReLU", "ReLU6")  # a leaky ReLU's units never die
 
 
 def _normal_cdf(z: float) -> float:

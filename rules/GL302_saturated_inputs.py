@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext, is_gate
+from gradlint.probe import SATURATING as SATURATING_KINDS
 from gradlint.types import Finding, Risk, Severity
 
 
@@ -73,6 +75,32 @@ block = nn.Sequential(lin, nn.Tanh())              # ~80% of units saturated
                 ctx, node.module, message, node=node, fix=self.fix,
                 evidence={"saturated_fraction": round(fraction, 4), "input_mean": round(h.mean, 4),
                           "input_std": round(std, 4)},
+            )
+
+    def check_measured(self, ctx: RuleContext, measured: Any) -> Iterator[Finding]:
+        """A training step's saturating activations (not gates) with more than `max_saturated` of their
+        inputs in the flat tails."""
+        saturating = {ctx.graph[name].module: name for name, info in ctx.estimate.pointwise.items()
+                      if info.saturating and name in ctx.graph.live}
+        for path, measure in measured.activations.items():
+            name = saturating.get(path)
+            if measure.kind not in SATURATING_KINDS or measure.saturated_fraction <= self.opts["max_saturated"]:
+                continue
+            if not math.isfinite(measure.input_mean or 0.0) or (name is not None and is_gate(ctx, name)):
+                continue
+            node = ctx.graph[name] if name is not None else None
+            message = (
+                f"{path or '<root>'} ({measure.kind}) receives pre-activations with mean {measure.input_mean or 0.0:.2f} and "
+                f"std {measure.input_std or 0.0:.2f} (measured): {measure.saturated_fraction:.0%} of them fall where its "
+                f"derivative is below 1% of its peak (threshold {self.opts['max_saturated']:.0%}), so those units pass "
+                f"almost no gradient and act as a sign function. Normalize the inputs, initialise the layer before it "
+                f"for unit variance, e.g. `nn.init.xavier_normal_(layer.weight, gain=nn.init.calculate_gain('tanh'))`, "
+                f"or add `nn.LayerNorm(width)` before the activation."
+            )
+            yield self.finding(
+                ctx, path, message, node=node, fix=self.fix,
+                evidence={"measured_saturated_fraction": round(measure.saturated_fraction, 4),
+                          "input_mean": round(measure.input_mean or 0.0, 4), "input_std": round(measure.input_std or 0.0, 4)},
             )
 
     def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:

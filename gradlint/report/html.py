@@ -15,6 +15,7 @@ from gradlint import __version__
 from gradlint.pipeline import TargetReport
 from gradlint.report.bands import Bands, bands, scale
 from gradlint.report.svg import MINUS, profile_svg
+from gradlint.report.timeline import timeline_html
 from gradlint.types import Finding, Severity
 
 # Activation module classes as torch defines them (MultiheadAttention lives in the same module).
@@ -145,6 +146,7 @@ def _target(t: TargetReport, lines: Bands | None = None, span: tuple[float, floa
         shade = (lines.crossed(t, lines.vanish), lines.crossed(t, lines.explode))
         parts.append(_legend(lines, *shade))
         parts.append(profile_svg(t.estimate.profile, probe.profile if probe else [], lines, shade, span))
+    parts.append(timeline_html(t))  # a monitored training run's profile over steps (empty for `check`)
     parts.append(f"<h3>Findings ({len(t.findings)})</h3>")
     if t.findings:
         parts.append('<table class="findings"><tr><th>rule</th><th>name / module</th><th>message</th><th>probe</th></tr>'
