@@ -321,7 +321,7 @@ class Monitor:
         the model, its gradients and every RNG as they were."""
         from gradlint.capture import capture
         from gradlint.estimate import estimate
-        from gradlint.weights import WeightTable
+        from gradlint.estimate.weights import WeightTable
 
         target = self._target if self._target is not None else self.model
         try:
