@@ -15,11 +15,13 @@ import math
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradlint.grouping import flatten, group
-from gradlint.pipeline import TargetReport
 from gradlint.types import ErrorKind, Finding, GradlintError
+
+if TYPE_CHECKING:
+    from gradlint.pipeline import TargetReport
 
 VERSION = 1
 

@@ -92,6 +92,25 @@ class Cache:
             return False
         return True
 
+    def put_run(self, options: dict[str, Any], data: dict[str, Any]) -> None:
+        """What a run with these options needs beyond its entries (the charts' lines), for a run of hits."""
+        path = self.directory / _LAYOUT / f"run-{self.key('', options)}.json"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(data, handle)
+            os.replace(temporary, path)
+        except OSError:
+            pass
+
+    def get_run(self, options: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            data = json.loads((self.directory / _LAYOUT / f"run-{self.key('', options)}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
     def _mark(self) -> None:
         """A README and a .gitignore, as pytest and ruff leave in theirs, so the folder explains itself."""
         for name, text in (("README", _README), (".gitignore", "*\n")):

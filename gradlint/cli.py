@@ -145,8 +145,9 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
     config = _config(config_path)
     found = _expand(targets, config, affected, exclude)  # before torch is imported: a commit without models costs nothing
 
+    if _answered_from_cache(found, config, fmt, output, locals()):
+        return
     from gradlint.inputs import InputSpec
-    from gradlint.pipeline import check_target
     from gradlint.registry import all_rules, select_rules
     from gradlint import baseline, workers
     from gradlint import isolate as isolation
@@ -194,7 +195,7 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
             err.print(f"[dim][{index + 1}/{len(names)}] {name}[/dim]")
 
     store = _cache(config, no_cache or in_process)
-    key = {"args": forwarded, "config": _digest(config.path), "isolate": [isolate, isolate_timeout, isolate_memory]}
+    key = _cache_key(forwarded, config, isolate, isolate_timeout, isolate_memory)
     cached = {i: store.lookup(name, key) for i, name in enumerate(names)} if store is not None else {}
     todo = [i for i in range(len(names)) if cached.get(i) is None]
     try:
@@ -212,6 +213,9 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
         for i, report in by_index.items():
             if report.ok and report.sources:
                 store.store(names[i], key, report.to_dict(), report.sources)
+        from gradlint.report.bands import bands, to_data
+
+        store.put_run(key, {"bands": to_data(bands(chosen, config.thresholds))})
         if cached and any(v is not None for v in cached.values()) and not quiet:
             hits = sum(1 for v in cached.values() if v is not None)
             err.print(f"[dim]{hits} of {len(names)} target{'s' if len(names) != 1 else ''} unchanged since the last run, "
@@ -294,6 +298,44 @@ def _cache(config: Config, off: bool) -> Any:
     return _cache_forced(config)
 
 
+def _cache_key(forwarded: list[str], config: Config, isolate: bool, timeout: float | None, memory: str | None) -> dict[str, Any]:
+    return {"args": forwarded, "config": _digest(config.path), "isolate": [isolate, timeout, memory]}
+
+
+def _answered_from_cache(found: Any, config: Config, fmt: str | None, output: str | None, params: dict[str, Any]) -> bool:
+    """A run whose every target is unchanged since the last run, answered without importing torch (or running
+    a worker): the entries and the charts' lines come from the cache. False when anything needs a fresh look."""
+    from gradlint import discover
+    from gradlint import isolate as isolation
+
+    fmt = fmt or config.output_format or "text"
+    wanted = (params["no_cache"] or params["in_process"] or params["write_baseline"] or params["baseline_path"]
+              or config.baseline or params["statistics"] or params["shard"] or fmt not in ("text", "concise", "json", "github", "junit"))
+    store = None if wanted else _cache(config, False)
+    names = found.targets
+    if store is None or not names or found.broken:
+        return False
+    key = _cache_key(isolation.child_arguments(click.get_current_context().params), config, params["isolate"],
+                     params["isolate_timeout"], params["isolate_memory"])
+    run = store.get_run(key)
+    entries = [store.lookup(name, key) for name in names]
+    if run is None or any(e is None for e in entries):
+        return False
+    from gradlint.report import exit_code
+    from gradlint.report.bands import from_data
+    from gradlint.report.entry import Entry
+
+    reports = discover.settle([Entry(e) for e in entries if e is not None], found)
+    err = Console(stderr=True, quiet=params["quiet"], soft_wrap=True)
+    err.print(f"[dim]{len(names)} of {len(names)} target{'s' if len(names) != 1 else ''} unchanged since the last run, "
+              "answered from the cache (--no-cache checks them again).[/dim]")
+    threshold = Severity(params["fail_on"]) if params["fail_on"] else config.fail_on
+    _emit(reports, fmt, output, [], threshold, quiet=params["quiet"], color=params["color"], lines=from_data(run["bands"]))
+    _skipped(found, err, params["verbose"])
+    code = exit_code(reports, threshold)
+    sys.exit(0 if params["exit_zero"] and code == 1 else code)
+
+
 def _digest(path: Path | None) -> str | None:
     from gradlint.cache import file_digest
 
@@ -328,8 +370,11 @@ def console_for(stream: Any = None, color: str = "auto", quiet: bool = False) ->
 
 
 def _emit(reports: list[Any], fmt: str, output: str | None, rules: list[Any], fail_on: Severity = Severity.WARNING,
-          quiet: bool = False, color: str = "auto") -> None:
-    from gradlint.report import concise, github, json_format, junit, sarif, text
+          quiet: bool = False, color: str = "auto", lines: Any = None) -> None:
+    import importlib
+
+    def view(name: str) -> Any:  # only the one asked for: SARIF needs the rule set, the others need no torch
+        return importlib.import_module(f"gradlint.report.{name}")
 
     try:
         stream = open(output, "w", encoding="utf-8") if output else None
@@ -337,11 +382,12 @@ def _emit(reports: list[Any], fmt: str, output: str | None, rules: list[Any], fa
         raise UsageError(f"Cannot write the report to {output}: {exc.strerror}.") from None
     try:
         if fmt == "text":
-            text.render(reports, console_for(stream, color), show_profile=not quiet, quiet=quiet)
+            view("text").render(reports, console_for(stream, color), show_profile=not quiet, quiet=quiet, lines=lines)
         else:
-            body = {"json": lambda: json_format.render(reports), "github": lambda: github.render(reports),
-                    "concise": lambda: concise.render(reports, quiet),
-                    "sarif": lambda: sarif.render(reports, rules), "junit": lambda: junit.render(reports, fail_on)}[fmt]()
+            body = {"json": lambda: view("json_format").render(reports), "github": lambda: view("github").render(reports),
+                    "concise": lambda: view("concise").render(reports, quiet),
+                    "sarif": lambda: view("sarif").render(reports, rules),
+                    "junit": lambda: view("junit").render(reports, fail_on)}[fmt]()
             print(body, file=stream or sys.stdout)
         if stream is not None:
             stream.close()  # flushes: a full disk or a /proc file fails here, not at open

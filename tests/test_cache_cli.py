@@ -96,3 +96,16 @@ def test_an_error_is_never_cached(project: Path) -> None:
     assert json.loads(first.stdout)["targets"][0]["status"] == "error"
     (project / "helpers.py").write_text("WIDTH = 16\n")
     assert _ran(_run(project))
+
+
+def test_a_run_of_unchanged_targets_imports_no_torch_and_prints_the_same(project: Path) -> None:
+    fresh = _run(project, "--format", "text", "--no-cache")
+    _run(project, "--format", "text")  # fills the cache
+    env = {k: v for k, v in os.environ.items() if k != "GRADLINT_NO_CACHE"}
+    script = ("import sys\nfrom gradlint.cli import main\nsys.argv = ['gradlint', 'check', 'net.py:Net', '--input', "
+              "'float32[4,16]', '--no-probe']\ntry:\n    main.main(prog_name='gradlint')\nexcept SystemExit as exc:\n"
+              "    print('torch' in sys.modules, exc.code, file=sys.stderr)\n")
+    cached = subprocess.run([sys.executable, "-c", script], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert cached.stderr.strip().endswith("False 1"), cached.stderr
+    assert "answered from the cache" in cached.stderr and not _ran(cached)
+    assert cached.stdout == fresh.stdout and "gradient profile" in cached.stdout

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradlint import __version__
-from gradlint.pipeline import TargetReport
 from gradlint.types import Severity
+
+if TYPE_CHECKING:
+    from gradlint.pipeline import TargetReport
 
 
 def report_dict(targets: list[TargetReport]) -> dict[str, Any]:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gradlint.pipeline import TargetReport
 from gradlint.types import Risk, Severity
+
+if TYPE_CHECKING:
+    from gradlint.pipeline import TargetReport
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,18 @@ class Bands:
     def crossed(self, report: TargetReport, line: Line) -> bool:
         """The target has a finding of that line's risk at warning or above: its band is shaded."""
         return any(f.risk is line.risk and f.severity.rank >= Severity.WARNING.rank for f in report.findings)
+
+
+def to_data(lines: Bands) -> dict[str, Any]:
+    return {"vanish": vars(lines.vanish) | {"risk": lines.vanish.risk.value},
+            "explode": vars(lines.explode) | {"risk": lines.explode.risk.value}}
+
+
+def from_data(data: dict[str, Any]) -> Bands:
+    """The lines a run drew, as the cache keeps them (so an answer from the cache needs no rule set)."""
+    def line(d: dict[str, Any]) -> Line:
+        return Line(float(d["value"]), str(d["rule"]), str(d["option"]), Risk(d["risk"]))
+    return Bands(line(data["vanish"]), line(data["explode"]))
 
 
 def bands(rules: Sequence[Any] | None = None, thresholds: dict[str, dict[str, Any]] | None = None) -> Bands:

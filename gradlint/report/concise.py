@@ -4,8 +4,12 @@ concise format (gradlint has no columns: a finding points at a line, so the colu
 
 from __future__ import annotations
 
-from gradlint.pipeline import TargetReport
+from typing import TYPE_CHECKING
+
 from gradlint.types import Severity
+
+if TYPE_CHECKING:
+    from gradlint.pipeline import TargetReport
 
 
 def render(targets: list[TargetReport], quiet: bool = False) -> str:

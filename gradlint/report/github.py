@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from gradlint.pipeline import TargetReport
+from typing import TYPE_CHECKING
+
 from gradlint.report.escape import xml_text
 from gradlint.types import Severity
+
+if TYPE_CHECKING:
+    from gradlint.pipeline import TargetReport
 
 _LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 

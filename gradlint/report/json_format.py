@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gradlint.pipeline import TargetReport
 from gradlint.report import report_dict
 from gradlint.report.escape import json_text
+
+if TYPE_CHECKING:
+    from gradlint.pipeline import TargetReport
 
 
 def _finite(value: Any) -> Any:

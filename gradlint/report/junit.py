@@ -3,11 +3,15 @@ failing testcase per finding at or above --fail-on, an error testcase for a targ
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import xml.etree.ElementTree as ET
 
-from gradlint.pipeline import TargetReport
 from gradlint.report.escape import xml_text as x
 from gradlint.types import Severity
+
+if TYPE_CHECKING:
+    from gradlint.pipeline import TargetReport
 
 
 def render(targets: list[TargetReport], fail_on: Severity) -> str:

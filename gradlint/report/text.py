@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console, Group
 from rich.text import Text
 
-from gradlint.pipeline import TargetReport
 from gradlint.report.bands import Bands, bands, scale
 from gradlint.types import Finding, Severity
+
+if TYPE_CHECKING:
+    from gradlint.pipeline import TargetReport
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
@@ -74,7 +78,8 @@ def profile_chart(report: TargetReport, width: int = 40, limit: int = 24, span: 
     return text
 
 
-def render(targets: list[TargetReport], console: Console, show_profile: bool = True, quiet: bool = False) -> None:
+def render(targets: list[TargetReport], console: Console, show_profile: bool = True, quiet: bool = False,
+           lines: Bands | None = None) -> None:
     """Each target's findings, the worst target's profile chart and a summary line; with `quiet`, the
     findings and target errors only (ruff's -q)."""
     for t in targets:
@@ -110,7 +115,7 @@ def render(targets: list[TargetReport], console: Console, show_profile: bool = T
         return
     worst = _worst(targets)
     if show_profile and worst is not None:
-        lines = bands()
+        lines = lines or bands()
         console.print(Text(f"\n{worst.target}", style="bold"))
         console.print(profile_chart(worst, span=scale(targets, lines), lines=lines))
     console.print(summary_line(targets))
