@@ -3,10 +3,8 @@ the same rules as `gradlint check`, without changing the training."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from torch import nn
 
 import gradlint
 from gradlint.monitoring import Monitor, StepMeasure
+from gradlint.sources import import_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,12 +24,7 @@ def _fixture(relative: str) -> Any:
     """A fixture file imported under a name of its own: on sys.path as `models` it would shadow the
     `models` packages other tests build."""
     path = ROOT / relative
-    spec = importlib.util.spec_from_file_location(f"_monitor_fixture_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_file(f"_monitor_fixture_{path.stem}", str(path))
 
 
 DeepSigmoidMLP = _fixture("fixtures/zoo/deep_sigmoid.py").DeepSigmoidMLP

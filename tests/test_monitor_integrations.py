@@ -3,16 +3,16 @@ and transformers' Trainer.train, each for a few steps on generated data."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
+
+from gradlint.sources import import_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,12 +21,7 @@ def _fixture(relative: str) -> Any:
     """A fixture file imported under a name of its own: on sys.path as `models` it would shadow the
     `models` packages other tests build."""
     path = ROOT / relative
-    spec = importlib.util.spec_from_file_location(f"_monitor_fixture_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_file(f"_monitor_fixture_{path.stem}", str(path))
 
 
 DeepSigmoidMLP = _fixture("fixtures/zoo/deep_sigmoid.py").DeepSigmoidMLP
