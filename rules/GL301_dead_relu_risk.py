@@ -75,14 +75,18 @@ block = nn.Sequential(lin, nn.ReLU())
     def check_measured(self, ctx: RuleContext, measured: Any) -> Iterator[Finding]:
         """A training step's activations: inputs positive less than `min_active` of the time, or more than
         half the units dead (never positive over the batch: the probe criterion)."""
+        graph, est = ctx.graph, ctx.estimate
+        # the activations the estimator finds rectifying (zero derivative on one side), as `check` judges them
+        rectifying = {graph[name].module: name for name, info in est.pointwise.items()
+                      if name in graph.live and info.shape.rectifies}
         for path, measure in measured.activations.items():
             active = measure.active_fraction
-            if measure.kind not in _RECTIFIERS or active is None or not math.isfinite(measure.input_mean or 0.0):
+            if path not in rectifying or active is None or not math.isfinite(measure.input_mean or 0.0):
                 continue  # NaN/Inf inputs are GL204's
             if active >= self.opts["min_active"] and measure.dead_fraction <= 0.5:
                 continue
-            node = next((n for n in ctx.graph.ops() if n.module == path), None)
-            feeding = ctx.graph.layer_feeding(node.name) if node is not None else None
+            node = graph[rectifying[path]]
+            feeding = graph.layer_feeding(est.pointwise[rectifying[path]].root)
             layer = feeding.module if feeding is not None else None
             source = f"the output of {layer}" if layer else "its input"
             message = (
@@ -107,9 +111,6 @@ block = nn.Sequential(lin, nn.ReLU())
             return None
         finding.evidence["measured_dead_fraction"] = round(measure.dead_fraction, 4)
         return measure.dead_fraction > 0.5
-
-
-_RECTIFIERS = ("ReLU", "ReLU6")  # a leaky ReLU's units never die
 
 
 def _normal_cdf(z: float) -> float:

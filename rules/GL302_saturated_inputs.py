@@ -8,7 +8,6 @@ from typing import Any
 
 from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext, is_gate
-from gradlint.probe import SATURATING as SATURATING_KINDS
 from gradlint.types import Finding, Risk, Severity
 
 
@@ -84,11 +83,11 @@ block = nn.Sequential(lin, nn.Tanh())              # ~80% of units saturated
                       if info.saturating and name in ctx.graph.live}
         for path, measure in measured.activations.items():
             name = saturating.get(path)
-            if measure.kind not in SATURATING_KINDS or measure.saturated_fraction <= self.opts["max_saturated"]:
+            if name is None or measure.saturated_fraction <= self.opts["max_saturated"]:
                 continue
-            if not math.isfinite(measure.input_mean or 0.0) or (name is not None and is_gate(ctx, name)):
+            if not math.isfinite(measure.input_mean or 0.0) or is_gate(ctx, name):
                 continue
-            node = ctx.graph[name] if name is not None else None
+            node = ctx.graph[name]
             message = (
                 f"{path or '<root>'} ({measure.kind}) receives pre-activations with mean {measure.input_mean or 0.0:.2f} and "
                 f"std {measure.input_std or 0.0:.2f} (measured): {measure.saturated_fraction:.0%} of them fall where its "
