@@ -151,7 +151,6 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
     from gradlint.registry import all_rules, select_rules
     from gradlint import baseline, workers
     from gradlint import isolate as isolation
-    from gradlint.report import exit_code
     names = found.targets
     if not names and not found.broken and not found.skipped:
         raise UsageError("No targets given and none configured. Pass FILE.py:NAME or a path (`gradlint check .`), or set `targets` in [tool.gradlint] of pyproject.toml.")
@@ -237,11 +236,23 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
     if known is not None:
         dropped = baseline.apply(reports, known, root)
         err.print(f"{dropped} finding{'s' if dropped != 1 else ''} baselined ({write_baseline or baseline_path}); reporting only new ones.")
+    from gradlint.report.bands import bands
+
     threshold = Severity(fail_on) if fail_on else config.fail_on
+    _finish(reports, found, fmt, output, chosen, threshold, bands(chosen, config.thresholds), err,
+            quiet=quiet, color=color, verbose=verbose, exit_zero=exit_zero, statistics=statistics)
+
+
+def _finish(reports: list[Any], found: Any, fmt: str, output: str | None, rules: list[Any], threshold: Severity,
+            lines: Any, err: Console, *, quiet: bool, color: str, verbose: bool, exit_zero: bool,
+            statistics: bool = False) -> None:
+    """Write the report (or the statistics), say what discovery skipped, and exit with the run's status."""
+    from gradlint.report import exit_code
+
     if statistics:  # ruff: the counts replace the findings
         _statistics(reports, fmt, output)
     else:
-        _emit(reports, fmt, output, chosen, threshold, quiet=quiet, color=color)
+        _emit(reports, fmt, output, rules, threshold, quiet=quiet, color=color, lines=lines)
     _skipped(found, err, verbose)
     code = exit_code(reports, threshold)
     sys.exit(0 if exit_zero and code == 1 else code)
@@ -291,11 +302,12 @@ def _check_all(names: list[str], options: list[Any], forwarded: list[str], limit
         return list(pool.map(one, enumerate(names)))
 
 
-def _cache(config: Config, off: bool) -> Any:
-    """The project's cache (`cache-dir`, default .gradlint_cache/ beside the configuration), or None."""
+def _cache(config: Config, off: bool = False) -> Any:
+    """The project's cache (`cache-dir`, default .gradlint_cache/ beside the configuration), or None when
+    it is off (`--no-cache`, or GRADLINT_NO_CACHE set, as the test suite does)."""
     if off or os.environ.get("GRADLINT_NO_CACHE"):
         return None
-    return _cache_forced(config)
+    return _cache_at(config)
 
 
 def _cache_key(forwarded: list[str], config: Config, isolate: bool, timeout: float | None, memory: str | None) -> dict[str, Any]:
@@ -321,7 +333,6 @@ def _answered_from_cache(found: Any, config: Config, fmt: str | None, output: st
     entries = [store.lookup(name, key) for name in names]
     if run is None or any(e is None for e in entries):
         return False
-    from gradlint.report import exit_code
     from gradlint.report.bands import from_data
     from gradlint.report.entry import Entry
 
@@ -330,10 +341,9 @@ def _answered_from_cache(found: Any, config: Config, fmt: str | None, output: st
     err.print(f"[dim]{len(names)} of {len(names)} target{'s' if len(names) != 1 else ''} unchanged since the last run, "
               "answered from the cache (--no-cache checks them again).[/dim]")
     threshold = Severity(params["fail_on"]) if params["fail_on"] else config.fail_on
-    _emit(reports, fmt, output, [], threshold, quiet=params["quiet"], color=params["color"], lines=from_data(run["bands"]))
-    _skipped(found, err, params["verbose"])
-    code = exit_code(reports, threshold)
-    sys.exit(0 if params["exit_zero"] and code == 1 else code)
+    _finish(reports, found, fmt, output, [], threshold, from_data(run["bands"]), err, quiet=params["quiet"],
+            color=params["color"], verbose=params["verbose"], exit_zero=params["exit_zero"])
+    return True
 
 
 def _digest(path: Path | None) -> str | None:
@@ -545,12 +555,12 @@ def explain(rule: str, plot_to: str | None) -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="pyproject.toml to read [tool.gradlint] from.")
 def clean(config_path: str | None) -> None:
     """Remove the cache of check results (.gradlint_cache/, or `cache-dir`)."""
-    store = _cache_forced(_config(config_path))
+    store = _cache_at(_config(config_path))
     removed = store.clear()
     Console(stderr=True).print(f"Removed {store.directory}." if removed else f"No cache at {store.directory}.", highlight=False)
 
 
-def _cache_forced(config: Config) -> Any:
+def _cache_at(config: Config) -> Any:
     from gradlint.cache import DEFAULT_DIR, Cache
 
     return Cache(config.cache_dir or (config.path.parent if config.path else Path.cwd()) / DEFAULT_DIR)

@@ -109,3 +109,11 @@ def test_a_run_of_unchanged_targets_imports_no_torch_and_prints_the_same(project
     assert cached.stderr.strip().endswith("False 1"), cached.stderr
     assert "answered from the cache" in cached.stderr and not _ran(cached)
     assert cached.stdout == fresh.stdout and "gradient profile" in cached.stdout
+
+
+def test_configured_thresholds_move_the_text_chart_fresh_and_cached(project: Path) -> None:
+    (project / "pyproject.toml").write_text("[tool.gradlint.thresholds.GL103]\nmin_log10 = -5.0\n")
+    fresh, cached = _run(project, "--format", "text"), _run(project, "--format", "text")
+    assert not _ran(cached)
+    for proc in (fresh, cached):
+        assert "GL103 below -5.00" in proc.stdout
