@@ -104,3 +104,9 @@ def test_rules_markdown_full_has_a_section_per_rule() -> None:
 def test_docs_rules_md_is_up_to_date() -> None:
     committed = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
     assert committed == docs.builtin_document(), "docs/rules.md is stale: run `python -m gradlint.docs docs/rules.md`"
+
+
+def test_readme_rules_table_is_up_to_date() -> None:
+    committed = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert committed == docs.with_readme_table(committed), (
+        "README's rules table is stale: run `python -m gradlint.docs docs/rules.md README.md`")
