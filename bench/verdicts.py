@@ -39,12 +39,19 @@ MLP_EXPECTED: dict[str, bool] = {
 }
 
 
+# Broken-looking fixtures that bench/trainability.py measured training under both plain SGD and Adam: by the
+# one meaning of severity they must not get a warning (their finding stays, at info).
+TRAINS_ANYWAY = {
+    "UnscaledAttention": "q and k get more relative update than v at init; trains with SGD and Adam (GL402: info)",
+}
+
+
 def expectations(quick: bool) -> list[tuple[str, bool]]:
     """(target, expected problem) for every fixture; --quick leaves out the zoo."""
     pairs: list[tuple[str, bool]] = []
     if not quick:
         pairs += [(t, "deep_sigmoid" in t) for t in zoo_targets()]
-    pairs += [(t, True) for t in case_targets("failures")]
+    pairs += [(t, t.split(":")[-1] not in TRAINS_ANYWAY) for t in case_targets("failures")]
     pairs += [(t, False) for t in case_targets("healthy")]
     pairs += [(f"fixtures/cases/mlp.py:{call}", problem) for call, problem in MLP_EXPECTED.items()]
     return pairs

@@ -10,6 +10,7 @@ from gradlint.graph import NodeKind, NodeRecord, Ref
 from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext, probe_entry
 from gradlint.types import Finding, Risk, Severity
+from gradlint.updates import VANISHING, Updates, severity_for
 
 # Op families between the score product and the softmax that neither rescale nor end the logit path (views,
 # casts, masks, biases, dropout).
@@ -23,9 +24,14 @@ PROBABILITY_PATH = frozenset({Family.STRUCTURAL, Family.DROPOUT})
 class UnscaledAttention(Rule):
     code = "GL402"
     name = "unscaled-attention"
-    severity = Severity.WARNING
+    severity = Severity.INFO
     risk = Risk.VANISHING
     summary = "Attention logits q @ k^T reach the softmax without the 1/sqrt(d) scaling and saturate it."
+    escalation = ("warning when the query and key projections' relative update trails the fastest layer's by "
+                  "10^2.55 (where plain SGD stops training a layer, fitted on bench/trainability.py), error at "
+                  "10^3.9 (Adam too); info while they still train, which is what the trainability benchmark "
+                  "measured for unscaled attention at init: the saturated rows pass nothing, the others pass a "
+                  "sqrt(d)-amplified gradient, and q and k end up with more update than v, not less")
     why = (
         "The dot product of two d-dimensional vectors with unit-variance entries has standard deviation sqrt(d). "
         "Without dividing by sqrt(d) the attention logits span tens of units, the softmax puts nearly all its "
@@ -46,18 +52,24 @@ attn = torch.softmax(scores, dim=-1) @ v
         "Zhai et al. 2023, Stabilizing transformer training by preventing attention entropy collapse",
     )
     probe_criterion = (
-        "Confirmed when the query and key projections (separate layers) receive a measured gradient at least "
-        "`min_qk_decades` decades below the value projection's; otherwise the probe cannot tell (None)."
+        "The measured relative update of the query and key projections sets the final severity with the same "
+        "thresholds; confirmed when it trails the fastest layer's by at least the warning threshold, refuted "
+        "(with the measured lag) when a predicted warning or error does not; otherwise the probe cannot tell "
+        "(None): it does not measure the logits themselves."
     )
     # max_logit_std: predicted logit std above which softmax is near one-hot; max_scale_ratio: an explicit SDPA
-    # `scale` this many times 1/sqrt(d) counts as missing the scaling.
-    options = {"max_logit_std": 3.0, "max_scale_ratio": 2.0, "min_qk_decades": 0.5}
+    # `scale` this many times 1/sqrt(d) counts as missing the scaling; lag_warning / lag_error: decades by which
+    # q and k's update may trail the fastest layer's (gradlint.updates.VANISHING, fitted).
+    options = {"max_logit_std": 3.0, "max_scale_ratio": 2.0,
+               "lag_warning": VANISHING["lag_warning"], "lag_error": VANISHING["lag_error"]}
     VALID = ("fixtures/cases/healthy.py:ScaledAttention", "fixtures/zoo/gpt2.py:GPT2", "fixtures/zoo/vit.py:ViT",
              "fixtures/zoo/bert.py:BERT", "fixtures/zoo/t5.py:T5")
     INVALID = ("fixtures/cases/failures.py:UnscaledAttention", "fixtures/rules/attention_cases.py:SDPAExplicitScale",
-               "fixtures/rules/attention_cases.py:UnderScaledAttention")
+               "fixtures/rules/attention_cases.py:UnderScaledAttention",
+               "fixtures/rules/attention_cases.py:SaturatedAttention")
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
+        self.ctx = ctx  # confirm() judges the measured updates against the same graph
         graph = ctx.graph
         by_line: dict[object, list[Finding]] = {}
         for node in graph.ops():
@@ -102,15 +114,19 @@ attn = torch.softmax(scores, dim=-1) @ v
         scaled_std = math.sqrt(q_a * q_b)  # the logit std with exactly 1/sqrt(d)
         where = node.module or "<root>"
         how = "with too little scaling" if scaled else "without 1/sqrt(d) scaling"
+        layers = _qkv_layers(ctx, product, node)
+        qk = [layers[f"{x}_layer"] for x in "qk" if f"{x}_layer" in layers] or _qk_layers(ctx, _factors(ctx, product))
+        severity, lag, said = self._verdict(ctx, qk)
         message = (
             f"Attention in {where} feeds q @ k^T to the softmax {how} (d = {d}): the predicted "
-            f"logit std is {logit_std:.1f} (it would be {scaled_std:.2f} scaled), so over {keys} keys the softmax "
-            f"starts near one-hot and passes almost no gradient to the query and key projections. Divide the scores "
-            f"by math.sqrt({d}) or use F.scaled_dot_product_attention."
+            f"logit std is {logit_std:.1f} (it would be {scaled_std:.2f} scaled), so over {keys} keys many softmax "
+            f"rows start near one-hot. {said} Divide the scores by math.sqrt({d}) or use "
+            f"F.scaled_dot_product_attention."
         )
-        return _at_op(node, self.finding(ctx, node.module, message, node=node, fix=self.fix, evidence={
-            "logit_std": round(logit_std, 3), "scaled_logit_std": round(scaled_std, 3), "head_dim": d,
-            "keys": keys, **_qkv_layers(ctx, product, node)}))
+        return _at_op(node, self.finding(ctx, node.module, message, node=node, fix=self.fix, severity=severity,
+                                         evidence={"logit_std": round(logit_std, 3), "scaled_logit_std": round(scaled_std, 3),
+                                                   "head_dim": d, "keys": keys, "qk_layers": qk, "qk_update_lag": lag,
+                                                   **layers}))
 
     def _check_sdpa(self, ctx: RuleContext, node: NodeRecord) -> Finding | None:
         notes = ctx.estimate.notes.get(node.name, {})
@@ -123,23 +139,77 @@ attn = torch.softmax(scores, dim=-1) @ v
         if ratio < self.opts["max_scale_ratio"] or logit_std is None or not logit_std > self.opts["max_logit_std"]:
             return None
         where = node.module or "<root>"
+        qk = _qk_layers(ctx, tuple(a.name for a in node.args[:2] if isinstance(a, Ref)))
+        severity, lag, said = self._verdict(ctx, qk)
         message = (
             f"scaled_dot_product_attention in {where} is called with scale={scale:g}, {ratio:.1f}x the default "
             f"1/sqrt({d}): the predicted logit std is {logit_std:.1f} (it would be {logit_std / ratio:.2f} with the "
-            f"default), so the softmax starts near one-hot and its gradient vanishes. Drop the `scale` argument."
+            f"default), so many softmax rows start near one-hot. {said} Drop the `scale` argument."
         )
-        return _at_op(node, self.finding(ctx, node.module, message, node=node, fix=self.fix, evidence={
-            "logit_std": round(logit_std, 3), "scaled_logit_std": round(logit_std / ratio, 3), "head_dim": d,
-            "scale": scale}))
+        return _at_op(node, self.finding(ctx, node.module, message, node=node, fix=self.fix, severity=severity,
+                                         evidence={"logit_std": round(logit_std, 3),
+                                                   "scaled_logit_std": round(logit_std / ratio, 3), "head_dim": d,
+                                                   "scale": scale, "qk_layers": qk, "qk_update_lag": lag}))
+
+    def _verdict(self, ctx: RuleContext, qk: list[str], probe: ProbeResult | None = None,
+                 ) -> tuple[Severity, float | None, str]:
+        """Severity from how far q and k's relative update trails the fastest layer's (predicted, or measured
+        by `probe`), with the sentence that says so. Saturated rows are the mechanism; whether q and k still
+        learn is the promise, and the trainability benchmark shows they often do."""
+        lag = _qk_lag(Updates(ctx.graph, ctx.estimate, probe), qk)
+        severity = severity_for(lag, self.opts["lag_warning"], self.opts["lag_error"])
+        how = "measured" if probe is not None else "predicted"
+        if lag is None:
+            said = "How much that costs the query and key projections cannot be told from their layers."
+        elif severity is Severity.INFO:
+            behind = f"trails the fastest layer's by only 10^{lag:.1f}" if lag > 0 else "trails no other layer's"
+            said = (f"The query and key projections' {how} relative update {behind}, so they still train (info); "
+                    f"unscaled logits grow with training and can collapse attention entropy later.")
+        else:
+            outcome = "plain SGD will not train them" if severity is Severity.WARNING else "neither SGD nor Adam will"
+            said = (f"The query and key projections' {how} relative update trails the fastest layer's by "
+                    f"10^{lag:.1f}: {outcome} ({severity.value}).")
+        return severity, None if lag is None else round(lag, 3), said
 
     def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
-        entries = [probe_entry(probe, finding.evidence.get(f"{x}_layer")) for x in "qkv"]
-        q, k, v = (entry.log10_grad_rms if entry is not None else None for entry in entries)
-        if q is None or k is None or v is None:
+        qk = finding.evidence.get("qk_layers") or []
+        ctx = getattr(self, "ctx", None)
+        lag = _qk_lag(Updates(ctx.graph, ctx.estimate, probe), qk) if ctx is not None and qk else None
+        if lag is None:
             return None
-        gap = v - max(q, k)
-        finding.evidence["measured_qk_below_v_decades"] = round(gap, 3)
-        return True if gap >= self.opts["min_qk_decades"] else None
+        finding.evidence["measured_qk_update_lag"] = round(lag, 3)
+        measured = severity_for(lag, self.opts["lag_warning"], self.opts["lag_error"])
+        if measured is Severity.INFO:
+            if finding.severity is Severity.INFO:
+                return None  # nothing crossed a threshold either way: the prediction stands
+            finding.message += (f" Measured: the query and key projections' relative update trails the fastest "
+                                f"layer's by only 10^{lag:.1f}.")
+            return False
+        finding.severity = measured
+        finding.message += (f" Measured: the query and key projections' relative update trails the fastest "
+                            f"layer's by 10^{lag:.1f} ({measured.value}).")
+        return True
+
+
+def _qk_layers(ctx: RuleContext, operands: tuple[str, ...]) -> list[str]:
+    """The weighted layers producing the score operands (one fused layer for both, or two)."""
+    found: list[str] = []
+    for name in operands:
+        src, _ = _operand_source(ctx, name)
+        layer = ctx.graph.layer_at(src) if src is not None else None
+        if layer is not None and layer.module not in found:
+            found.append(layer.module)
+    return found
+
+
+def _qk_lag(updates: Updates, qk: list[str]) -> float | None:
+    """Decades by which the faster of q and k's relative update trails the fastest judged layer's (negative
+    when they lead it); None when a projection or the model has no update value."""
+    values = [updates.values.get(m) for m in qk]
+    fastest = updates.fastest
+    if not qk or fastest is None or any(v is None for v in values):
+        return None
+    return fastest[1] - max(v for v in values if v is not None)
 
 
 def _at_op(node: NodeRecord, finding: Finding) -> Finding:
