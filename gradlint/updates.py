@@ -20,6 +20,7 @@ from functools import cached_property
 from typing import Any
 
 from gradlint.estimate import Estimate
+from gradlint.estimate.table import Family
 from gradlint.estimate.update import scale_log10_update
 from gradlint.graph import ModelGraph, NodeKind, WeightedLayer
 from gradlint.types import Severity
@@ -65,7 +66,7 @@ class Updates:
                 found.add(layer.output)
         top = max(predicted.values())
         for node in self.graph.ops():
-            if node.op == "mul" and node.name in self.graph.live:
+            if node.name in self.graph.live:  # scale_log10_update answers None for anything but a scaling
                 value = scale_log10_update(self.estimate, node.name)
                 if value is not None and value >= top + HEAL:
                     found.add(node.name)
@@ -75,7 +76,7 @@ class Updates:
     def gates(self) -> frozenset[str]:
         """Bounded pointwise nodes (sigmoid, hardsigmoid) whose output multiplies another tensor."""
         bounded = [name for name, info in self.estimate.pointwise.items() if info.saturating]
-        bounded += [n.name for n in self.graph.ops() if n.op in _SOFTMAX]  # attention weights gate the values
+        bounded += [n.name for n in self.graph.ops() if self.graph.family(n) is Family.SOFTMAX]  # they weight values
         return frozenset(name for name in bounded if _feeds_product(self.graph, name))
 
     @cached_property
@@ -217,21 +218,20 @@ def exploding_verdict(updates: Updates, opts: dict[str, Any] | None = None) -> V
     return Verdict(worst, lead, slow.module if slow else None, fast.module if fast else None, signal)
 
 
-# Ops that only move or repeat elements: a gate broadcast with `gate[:, :, None, None]` is still a gate.
-_PRODUCTS = frozenset({"mul", "div", "matmul", "bmm", "einsum", "baddbmm", "scaled_dot_product_attention"})
-_SOFTMAX = frozenset({"softmax", "_softmax", "_safe_softmax"})
-_SHAPE_OPS = frozenset({"view", "reshape", "unsqueeze", "squeeze", "expand", "expand_as", "flatten", "unflatten",
-                        "permute", "transpose", "slice", "select", "contiguous", "clone", "to", "_to_copy", "alias"})
+# Families that multiply one tensor by another (a gate's product), and those that only move or repeat
+# elements on the way (a gate broadcast with `gate[:, :, None, None]` is still a gate).
+_PRODUCTS = frozenset({Family.PRODUCT, Family.MATMUL, Family.ATTENTION})
 
 
 def _feeds_product(graph: ModelGraph, name: str) -> bool:
-    """`name` multiplies another tensor, directly or after reshaping ops only."""
+    """`name` multiplies another tensor, directly or after moving ops only."""
     stack, seen = [name], {name}
     while stack:
         for user in graph.users(stack.pop()):
-            if user.op in _PRODUCTS:
+            family = graph.family(user)
+            if family in _PRODUCTS:
                 return True
-            if user.op in _SHAPE_OPS and user.name not in seen:
+            if family is Family.STRUCTURAL and user.name not in seen:
                 seen.add(user.name)
                 stack.append(user.name)
     return False
