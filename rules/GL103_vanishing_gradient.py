@@ -59,7 +59,8 @@ for m in layers:
              "fixtures/cases/lookalikes.py:LayerScaleMLP", "fixtures/cases/mlp.py:MLP(depth=6)",
              "fixtures/zoo/resnet.py:ResNet", "fixtures/cases/healthy.py:ShallowSigmoid", "fixtures/zoo/gpt2.py:GPT2",
              "fixtures/zoo/bert.py:BERT", "fixtures/cases/healthy.py:ReLUHe")
-    INVALID = ("fixtures/zoo/deep_sigmoid.py:DeepSigmoidMLP", "fixtures/cases/failures.py:VGGNoBNSmallInit")
+    INVALID = ("fixtures/zoo/deep_sigmoid.py:DeepSigmoidMLP", "fixtures/cases/failures.py:VGGNoBNSmallInit",
+               "fixtures/cases/failures.py:DeepGLUMLP")
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         est = ctx.estimate

@@ -29,7 +29,7 @@ def capture_export(model: nn.Module, call: Call) -> ModelGraph:
             program = torch.export.export(ReturnsY(model), call.args, kwargs=call.kwargs, strict=False)
     except Exception as exc:  # export raises many types; each means "try the next method"
         raise CaptureFailed(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
-    program = _functionalised(program)
+    program = _decomposed(_functionalised(program))
     sig = program.graph_signature
     params = {k: user_path(v) for k, v in sig.inputs_to_parameters.items()}
     buffers = {k: user_path(v) for k, v in sig.inputs_to_buffers.items()}
@@ -89,6 +89,29 @@ def _functionalised(program: torch.export.ExportedProgram) -> torch.export.Expor
             return functional
     except Exception:  # keep the graph as exported: the estimate then misses the write, not the model
         return program
+
+
+def _decomposed(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """The program with every op the estimator has no transfer rule for replaced by PyTorch's own
+    decomposition of it (glu -> split, sigmoid, mul), repeatedly while a decomposition brings new ones, so
+    "no gradient rule" is left for ops that have no decomposition. A failure keeps the program as it was."""
+    from torch._decomp import decomposition_table
+
+    from gradlint.estimate.table import known_op  # the estimator's vocabulary decides what needs decomposing
+
+    for _ in range(4):
+        todo = {node.target: decomposition_table[node.target] for node in program.graph.nodes
+                if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+                and not known_op(node.target) and node.target in decomposition_table}
+        if not todo:
+            break
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                program = program.run_decompositions(todo)
+        except Exception:  # keep what was decomposed so far: those ops stay approximate (GL001 says so)
+            break
+    return program
 
 
 def _writes(graph: fx.Graph) -> list[tuple[fx.Node, fx.Node]]:

@@ -75,6 +75,14 @@ class Estimate:
     unknown_ops: list[str]
     profile: list[ProfileEntry] = field(default_factory=list)
     failures: list[TransferFailure] = field(default_factory=list)  # transfer rules that raised, and the fallback used
+    ops: int = 0  # op nodes estimated (after capture's decompositions)
+
+    @property
+    def coverage(self) -> float:
+        """Share of op nodes estimated by a real transfer rule, not passed through for want of one (or for a
+        rule that raised): what "the estimate is approximate" amounts to."""
+        approximate = len(self.unknown_ops) + len({f.node for f in self.failures})
+        return max(0.0, 1.0 - approximate / self.ops) if self.ops else 1.0
 
     @cached_property
     def normalizers(self) -> frozenset[str]:
@@ -109,7 +117,8 @@ class Estimate:
         return profile_ratio(self.profile)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**profile_dict(self.profile), "unknown_ops": sorted(set(self.unknown_ops))}
+        return {**profile_dict(self.profile), "unknown_ops": sorted(set(self.unknown_ops)),
+                "coverage": round(self.coverage, 4)}
 
 
 class _Context:
@@ -241,7 +250,8 @@ def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = 
         gains[node.name] = node_gains
     _pool_after_activation(graph, ctx, resolver, gains, pointwise)
     r = _backward(graph, gains)
-    result = Estimate(graph, ctx.stats, r, gains, pointwise, ctx.notes, unknown, failures=ctx.failures)
+    result = Estimate(graph, ctx.stats, r, gains, pointwise, ctx.notes, unknown, failures=ctx.failures,
+                      ops=sum(1 for node in graph if node.kind is NodeKind.OP))
     result.profile = [
         ProfileEntry(layer.module, layer.kind, result.log10_rms(layer.output), zero=r.get(layer.output, 0.0) == 0.0,
                      nonfinite=not math.isfinite(r.get(layer.output, 0.0)))

@@ -110,6 +110,13 @@ def rule_of(op: str) -> Transfer | None:
     return entry.rule if entry is not None else None
 
 
+def known_op(target: Any) -> bool:
+    """The estimator has a transfer rule for the ATen op `target` (an entry, or ATen's pointwise tag)."""
+    from gradlint.capture.common import canonical_op
+
+    return canonical_op(target)[0] in TABLE or torch.Tag.pointwise in getattr(target, "tags", ())
+
+
 def node_family(node: NodeRecord) -> Family | None:
     """The family of an op node: its table entry's, else POINTWISE for an op ATen tags pointwise; None for
     inputs, parameters, constants and ops the table does not know."""
