@@ -17,6 +17,7 @@ from torch import nn
 
 from gradlint.call import Call, unwrap
 from gradlint.capture import capture
+from gradlint.discovery import discovered
 from gradlint.estimate import Estimate, estimate
 from gradlint.graph import ModelGraph
 from gradlint.inputs import InputSpec, ResolvedInputs, resolve_inputs
@@ -252,6 +253,7 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
                 if verdict is False:
                     finding.severity = Severity.INFO
                     finding.message += " (The probe did not confirm this at initialisation; downgraded to info.)"
+            active.extend(discovered(instances, ctx, report.probe, [f for _, f in active]))
     kept = _kept(active, instances, ctx, Suppressor(model, record, options.per_module_ignores), options, report)
     if copyable:
         _tell(options, "fixes", report, group(copy.deepcopy(kept)))

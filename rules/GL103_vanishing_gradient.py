@@ -60,7 +60,7 @@ for m in layers:
              "fixtures/zoo/resnet.py:ResNet", "fixtures/cases/healthy.py:ShallowSigmoid", "fixtures/zoo/gpt2.py:GPT2",
              "fixtures/zoo/bert.py:BERT", "fixtures/cases/healthy.py:ReLUHe")
     INVALID = ("fixtures/zoo/deep_sigmoid.py:DeepSigmoidMLP", "fixtures/cases/failures.py:VGGNoBNSmallInit",
-               "fixtures/cases/failures.py:DeepGLUMLP")
+               "fixtures/cases/failures.py:DeepGLUMLP", "fixtures/cases/failures.py:HiddenGradientShrink")
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         est = ctx.estimate
