@@ -68,24 +68,37 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
+def _children(value: Any) -> list[Any] | None:
+    """What a forward's output holds, in order: tuple and list items, dict values (as in a `ModelOutput`),
+    dataclass fields. None for anything else (caches, configs are not searched)."""
+    if isinstance(value, Mapping):
+        return list(value.values())
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [getattr(value, f.name, None) for f in dataclasses.fields(value)]
+    return None
+
+
 def first_tensor(value: Any) -> torch.Tensor | None:
     """The contract's y: the first tensor found depth-first in tuples, lists, dicts (values in order, as in
     a `ModelOutput`) and dataclasses (fields in order). Other objects (caches, configs) are not searched."""
     if isinstance(value, torch.Tensor):
         return value
-    if isinstance(value, Mapping):
-        items: Any = list(value.values())
-    elif isinstance(value, (list, tuple)):
-        items = value
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        items = [getattr(value, f.name, None) for f in dataclasses.fields(value)]
-    else:
-        return None
-    for item in items:
+    for item in _children(value) or ():
         found = first_tensor(item)
         if found is not None:
             return found
     return None
+
+
+def all_tensors(value: Any, depth: int = 0) -> list[torch.Tensor]:
+    """Every tensor the output holds, depth-first in the order `first_tensor` searches (y comes first)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if depth > 8:
+        return []
+    return [t for item in _children(value) or () for t in all_tensors(item, depth + 1)]
 
 
 class ReturnsY(nn.Module):

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradlint.call import Call, as_call, first_tensor
+from gradlint.call import Call, all_tensors, as_call, first_tensor
 from gradlint.state import preserved
 from gradlint.types import ErrorKind, GradlintError, ProfileEntry, profile_dict, profile_ratio
 
@@ -64,6 +64,9 @@ class ProbeResult:
     output_rms: float
     skipped: str | None = None
     notes: list[str] = field(default_factory=list)
+    # Parameters that a tensor the forward returns besides y depends on (an auxiliary head's): a loss can use
+    # them, so they are not unused although y does not depend on them.
+    other_outputs_use: frozenset[str] = frozenset()
 
     @property
     def log10_grad_ratio(self) -> float | None:
@@ -270,6 +273,7 @@ def _measure(twin: nn.Module, call: Call, layers: list[tuple[str, str, str]], se
             y = first_tensor(output)
             if y is None or not y.is_floating_point():
                 raise GradlintError(ErrorKind.PROBE, "The model's output has no floating-point tensor to take a gradient of.")
+            others = _parameters_behind([t for t in all_tensors(output)[1:] if t is not y], named)
             generator = torch.Generator(device="cpu").manual_seed(seed + 1)
             g = torch.randn(y.shape, generator=generator, dtype=torch.float32).to(device=y.device, dtype=y.dtype)
             loss = (y * g).sum()
@@ -301,7 +305,27 @@ def _measure(twin: nn.Module, call: Call, layers: list[tuple[str, str, str]], se
         nonfinite_any = nonfinite_any or measure.entry.nonfinite
         profile.append(measure.entry)
         measures[path] = measure
-    return ProbeResult(profile, measures, activations, 0.0, call.batch(), nonfinite_any, _rms(y))
+    return ProbeResult(profile, measures, activations, 0.0, call.batch(), nonfinite_any, _rms(y),
+                       other_outputs_use=others)
+
+
+def _parameters_behind(tensors: list[torch.Tensor], named: dict[str, torch.Tensor]) -> frozenset[str]:
+    """Names of the parameters whose gradient accumulators the autograd graphs of `tensors` reach: what a
+    loss on those outputs would train. A walk over the recorded graph; nothing is computed."""
+    wanted = {id(p): name for name, p in named.items()}
+    found: set[str] = set()
+    stack = [t.grad_fn for t in tensors if t.grad_fn is not None]
+    seen: set[int] = set()
+    while stack:
+        fn = stack.pop()
+        if fn is None or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        variable = getattr(fn, "variable", None)  # AccumulateGrad: a leaf tensor
+        if variable is not None and id(variable) in wanted:
+            found.add(wanted[id(variable)])
+        stack.extend(next_fn for next_fn, _ in fn.next_functions)
+    return frozenset(found)
 
 
 @dataclass

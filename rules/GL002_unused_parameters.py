@@ -46,10 +46,12 @@ self.heads = [nn.Linear(128, 10) for _ in range(2)]        # called, never regis
     )
     probe_criterion = (
         "Confirmed when the probe measured the layer that owns the unused parameters and its weight gradient "
-        "is zero or missing; otherwise (the layer never ran, or the layer is unregistered) the probe cannot tell."
+        "is zero or missing; refuted when another tensor the forward returns (an auxiliary head's output) depends on "
+        "the parameters; otherwise (the layer never ran, or the layer is unregistered) the probe cannot tell."
     )
     options: dict[str, Any] = {}
-    VALID = ("fixtures/rules/unused_cases.py:RegisteredHeads", "fixtures/cases/healthy.py:ReLUHe")
+    VALID = ("fixtures/rules/unused_cases.py:RegisteredHeads", "fixtures/cases/healthy.py:ReLUHe",
+             "fixtures/rules/unused_cases.py:AuxiliaryHeadNet")
     INVALID = ("fixtures/cases/failures.py:UnusedParams", "fixtures/rules/unused_cases.py:UnregisteredDictHeads")
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
@@ -121,6 +123,12 @@ self.heads = [nn.Linear(128, 10) for _ in range(2)]        # called, never regis
     def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
         if finding.evidence.get("kind") != "unused":
             return None
+        feeding = sorted(set(finding.evidence.get("parameters", ())) & probe.other_outputs_use)
+        if feeding:  # an auxiliary head: y does not use it, another output (and so the loss) can
+            finding.evidence["used_by_other_outputs"] = feeding
+            finding.message += (" Measured: another tensor the forward returns (an auxiliary output) depends on "
+                                f"{', '.join(feeding[:3])}, so a loss over the outputs trains them.")
+            return False
         measure = probe.layers.get(finding.module)
         if measure is None:
             return None
