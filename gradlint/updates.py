@@ -22,7 +22,7 @@ from typing import Any
 from gradlint.estimate import Estimate
 from gradlint.estimate.table import Family
 from gradlint.estimate.update import scale_log10_update
-from gradlint.graph import ModelGraph, NodeKind, WeightedLayer
+from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref, WeightedLayer
 from gradlint.types import Severity
 
 # Fitted by bench/trainability.py --fit (README "Severity"): the decades at which plain SGD (lr 0.05,
@@ -86,7 +86,7 @@ class Updates:
         seen = {graph.output}
         stack = [graph.output]
         while stack:
-            for src in graph[stack.pop()].inputs:
+            for src in _ungated_inputs(graph, graph[stack.pop()]):
                 if src not in seen and src not in blocked:
                     seen.add(src)
                     stack.append(src)
@@ -221,6 +221,15 @@ def exploding_verdict(updates: Updates, opts: dict[str, Any] | None = None) -> V
 # Families that multiply one tensor by another (a gate's product), and those that only move or repeat
 # elements on the way (a gate broadcast with `gate[:, :, None, None]` is still a gate).
 _PRODUCTS = frozenset({Family.PRODUCT, Family.MATMUL, Family.ATTENTION})
+
+
+def _ungated_inputs(graph: ModelGraph, node: NodeRecord) -> list[str]:
+    """The inputs of `node` whose gradient does not pass a gate inside it: fused attention's softmax gates its
+    query and key (arguments 0 and 1) as a written-out softmax would; its values and mask pass ungated."""
+    if graph.family(node) is not Family.ATTENTION:
+        return list(node.inputs)
+    gated = {a.name for a in node.args[:2] if isinstance(a, Ref)}
+    return [src for src in node.inputs if src not in gated]
 
 
 def _feeds_product(graph: ModelGraph, name: str) -> bool:

@@ -70,6 +70,17 @@ def test_squeeze_excite_gates_are_recognised() -> None:
     assert "blocks.0.pw" not in excused and "stem" not in excused
 
 
+def test_fused_attention_gates_its_query_and_key_like_a_written_softmax() -> None:
+    """SDPA's softmax is inside the op: q and k reach the loss only through it (excused, as behind a written-out
+    softmax), v and the output projection do not. Both spellings excuse the same layers."""
+    for target in ("fixtures/rules/attention_cases.py:SDPAExplicitScale", "fixtures/rules/attention_cases.py:UnderScaledAttention"):
+        report = _report(target)
+        assert report.graph is not None and report.estimate is not None
+        updates = Updates(report.graph, report.estimate)
+        excused = {layer.module for layer in report.graph.weighted_layers if updates.excused(layer)}
+        assert excused == {"q", "k"}, (target, excused)
+
+
 def test_a_vanishing_stack_is_judged_by_its_lag() -> None:
     deep = _report("fixtures/cases/mlp.py:MLP(depth=20, width=64)")
     shallow = _report("fixtures/cases/mlp.py:MLP(depth=4, width=64)")
