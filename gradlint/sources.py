@@ -10,14 +10,13 @@ import sysconfig
 from functools import lru_cache
 from types import FrameType, ModuleType
 
-import torch
-
 from gradlint.types import SourceLocation
 
-_TORCH_DIR = os.path.dirname(torch.__file__)
+_TORCH_SPEC = importlib.util.find_spec("torch")  # where torch lives, without importing it (`gradlint rules`)
+_TORCH_DIR = os.path.dirname(_TORCH_SPEC.origin) if _TORCH_SPEC is not None and _TORCH_SPEC.origin else ""
 _GRADLINT_DIR = os.path.dirname(os.path.abspath(__file__))
 _STDLIB_DIR = sysconfig.get_paths()["stdlib"]
-_NOT_USER = tuple(os.path.normcase(p) + os.sep for p in (_TORCH_DIR, _GRADLINT_DIR, _STDLIB_DIR))
+_NOT_USER = tuple(os.path.normcase(p) + os.sep for p in (_TORCH_DIR, _GRADLINT_DIR, _STDLIB_DIR) if p)
 _FRAME_RE = re.compile(r'File "(?P<path>[^"]+)", line (?P<line>\d+)')
 
 
