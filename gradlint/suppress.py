@@ -33,7 +33,7 @@ def comment_at(location: SourceLocation | None) -> frozenset[str] | None | bool:
     """The codes suppressed on that line, None for all, False when the line has no suppression."""
     if location is None:
         return False
-    match = _COMMENT.search(linecache.getline(location.path, location.line))
+    match = _COMMENT.search(linecache.getline(location.source or location.path, location.line))
     if not match:
         return False
     if match["codes"] is None:

@@ -70,8 +70,9 @@ class GradlintError(Exception):
 
 @dataclass(frozen=True)
 class SourceLocation:
-    path: str
+    path: str  # as shown: relative to the working directory, or a notebook cell's name ("Cell In[3]")
     line: int
+    source: str | None = field(default=None, compare=False)  # the linecache name, when `path` is not it
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}"
