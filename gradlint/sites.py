@@ -49,7 +49,8 @@ def construction_record(model: nn.Module, caller: FrameType | None) -> Construct
     """The construction sites of `model`'s modules that its source determines, as a recorder would have
     them; `caller` is the frame that called `gradlint.check` (where the model itself may have been built)."""
     record = ConstructionRecord()
-    own = None if _class_sources(type(model)) else _root_site(model, caller)
+    cls: type = type(model)
+    own = None if _class_sources(cls) else _root_site(model, caller)
     _walk(model, own, record, set())
     return record
 
@@ -60,7 +61,8 @@ def _walk(module: nn.Module, own: _Site | None, record: ConstructionRecord, seen
     seen.add(id(module))
     if own is not None:
         record.sites[module] = location(own.where.filename, own.call.lineno)
-    classes = _class_sources(type(module))
+    cls: type = type(module)
+    classes = _class_sources(cls)
     for name, child in module.named_children():
         found: _Site | None = None
         if own is not None and not classes:  # a container built by `own`: its arguments are its children
@@ -314,9 +316,9 @@ def _through_factory(site: _Site | None, module: nn.Module) -> _Site | None:
 
 def _innermost(tree: ast.Module, call: ast.Call) -> _Scope:
     """The function (or the whole file or cell) whose body holds `call`: where its children were made."""
-    best: _Scope = tree
+    best: ast.FunctionDef | ast.AsyncFunctionDef | None = None
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.lineno <= call.lineno <= (node.end_lineno or 0):
-            if best is tree or node.lineno >= best.lineno:
+            if best is None or node.lineno >= best.lineno:
                 best = node
-    return best
+    return best if best is not None else tree
