@@ -103,8 +103,9 @@ def _root_site(model: nn.Module, caller: FrameType | None) -> _Site | None:
         if tree is None or not is_user_file(filename):
             continue
         limit = caller.f_lineno if index == 0 else None
+        search: ast.AST = _caller_function(tree, caller) if index == 0 else tree
         best: ast.Call | None = None
-        for node in ast.walk(tree):
+        for node in ast.walk(search):
             if index == 0 and isinstance(node, ast.Call) and node.lineno == caller.f_lineno and node.args \
                     and _callee(node) == "check" and isinstance(node.args[0], ast.Call):
                 best = node.args[0]  # gradlint.check(nn.Sequential(...))
@@ -118,6 +119,16 @@ def _root_site(model: nn.Module, caller: FrameType | None) -> _Site | None:
             where = _Where(_innermost(tree, best), filename, namespace)
             return _through_factory(_Site(best, where), model)
     return None
+
+
+def _caller_function(tree: ast.Module, caller: FrameType) -> ast.AST:
+    """The function that called `gradlint.check` (its local model was built in it), or the whole file or cell."""
+    first = caller.f_code.co_firstlineno
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == caller.f_code.co_name \
+                and first in (node.lineno, *(d.lineno for d in node.decorator_list)):
+            return node
+    return tree
 
 
 def _cells_newest_first(current: str) -> list[str]:
