@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator
+from types import FrameType
 from typing import Any
 
 from torch import nn
@@ -14,6 +17,7 @@ from torch import nn
 from gradlint.call import as_call
 from gradlint.inputs import InputSpec
 from gradlint.pipeline import CheckOptions, TargetReport, analyse, check_target, model_raised
+from gradlint.recorder import ConstructionRecord
 from gradlint.state import preserved
 from gradlint.types import ErrorKind, GradlintError
 
@@ -52,7 +56,7 @@ def check(model_or_target: nn.Module | str, inputs: Any = None, probe: bool = Tr
         try:
             if isinstance(model_or_target, str):
                 return NotebookReport.of(check_target(model_or_target, options, given))
-            analyse(model_or_target, report, options, None, given)
+            analyse(model_or_target, report, options, _sites(model_or_target, sys._getframe(1)), given)
         except GradlintError as exc:
             report.error = exc
         except KeyboardInterrupt as exc:
@@ -67,6 +71,20 @@ def check(model_or_target: nn.Module | str, inputs: Any = None, probe: bool = Tr
                 report.error = model_raised(exc, report)
             report.traceback = traceback.format_exc()
     return report
+
+
+def _sites(model: nn.Module, caller: FrameType | None) -> ConstructionRecord | None:
+    """Where the instance's layers were built (gradlint.sites: read from the source, nothing re-run), so
+    findings point at `nn.Linear(...)` in the user's class or notebook cell, as for a file target."""
+    from gradlint.sites import construction_record
+
+    try:
+        return construction_record(model, caller)
+    except Exception:  # source that cannot be read as expected: the findings keep their forward lines
+        logging.getLogger("gradlint").debug("construction sites not found", exc_info=True)
+        return None
+    finally:
+        del caller
 
 
 @contextlib.contextmanager

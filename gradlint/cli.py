@@ -147,7 +147,6 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
 
     if _answered_from_cache(found, config, fmt, output, locals()):
         return
-    from gradlint.inputs import InputSpec
     from gradlint.registry import all_rules, select_rules
     from gradlint import baseline, workers
     from gradlint import isolate as isolation
@@ -160,8 +159,11 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
         rules = all_rules([*config.rule_dirs, *rule_dir])
         settings.check_rule_names(config, rules)
         chosen = select_rules(rules, *settings.merge_selection(config, _split(select), _split(ignore), _split(extend_select), []))
-        for spec in input_specs:  # a bad --input is a usage error before any target runs
-            InputSpec.parse(spec)
+        if input_specs:  # a bad --input is a usage error before any target runs (its dtypes are torch's)
+            from gradlint.inputs import InputSpec
+
+            for spec in input_specs:
+                InputSpec.parse(spec)
         known = baseline.load(baseline_path) if baseline_path else None
         from gradlint.config import positive_option
 

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-import networkx as nx
-import torch
-
 from gradlint.types import SourceLocation
 
 if TYPE_CHECKING:
-    from gradlint.estimate.table import Family
+    import networkx as nx
+    import torch
+
+    from gradlint.types import Family
 
 
 class NodeKind(str, enum.Enum):
@@ -103,6 +103,8 @@ class ModelGraph:
         self.notes = notes or []
         self.fallback = False
         self._leaf_weights = leaf_weights
+        import networkx as nx  # here, not at import: `gradlint rules` and `explain` load this module's enums
+
         self.nx = nx.DiGraph()
         for r in records:
             self.nx.add_node(r.name)
@@ -136,6 +138,8 @@ class ModelGraph:
     @cached_property
     def live(self) -> frozenset[str]:
         """Nodes the output depends on: what the backward pass reaches."""
+        import networkx as nx
+
         return frozenset(nx.ancestors(self.nx, self.output)) | {self.output}
 
     @cached_property
@@ -222,6 +226,8 @@ class ModelGraph:
 
     def between(self, start: str, end: str) -> set[str]:
         """Nodes on some path from `start` to `end` (both excluded)."""
+        import networkx as nx
+
         return (nx.descendants(self.nx, start) & nx.ancestors(self.nx, end)) - {start, end}
 
     def reachable_avoiding(self, start: str, end: str, avoid: set[str]) -> bool:

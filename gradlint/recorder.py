@@ -142,7 +142,7 @@ def class_location(module: nn.Module) -> SourceLocation | None:
 
 @functools.lru_cache(maxsize=1024)
 def _class_location(cls: type) -> SourceLocation | None:
-    from gradlint.sources import display_path, is_user_file
+    from gradlint.sources import is_user_file, location
 
     try:
         path = inspect.getsourcefile(cls)
@@ -151,4 +151,4 @@ def _class_location(cls: type) -> SourceLocation | None:
         _, line = inspect.getsourcelines(cls)
     except (OSError, TypeError):
         return None
-    return SourceLocation(display_path(path), line)
+    return location(path, line)

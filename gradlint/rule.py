@@ -8,26 +8,34 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from torch import nn
+from gradlint.types import Family, Finding, ProfileEntry, Risk, Severity, SourceLocation
 
-from gradlint.estimate import Estimate
-from gradlint.estimate.normalisation import batch_norm
-from gradlint.estimate.table import TABLE, Family
-from gradlint.graph import ModelGraph, NodeRecord
-from gradlint.probe import ProbeResult
-from gradlint.recorder import ConstructionRecord, class_location
-from gradlint.types import Finding, ProfileEntry, Risk, Severity, SourceLocation
-from gradlint.updates import Updates, Verdict, exploding_verdict, vanishing_verdict
+if TYPE_CHECKING:  # torch and the estimator load when a rule checks a model, not when its metadata is read
+    from torch import nn
 
-if TYPE_CHECKING:
+    from gradlint.estimate import Estimate
+    from gradlint.graph import ModelGraph, NodeRecord
+    from gradlint.probe import ProbeResult
+    from gradlint.recorder import ConstructionRecord
     from gradlint.suppress import Suppressor
+    from gradlint.updates import Verdict
 
 # The one meaning of severity (README "Severity"; `gradlint explain` prints it), fitted on bench/trainability.py.
 SEVERITY_MEANING = ("error = the model will not train even with Adam; warning = it will not train with plain SGD, "
                     "or needs a trick to; info = measurable but harmless")
 
-# Every op name the estimator treats as batch norm (aten variants of one layer).
-BATCH_NORM_OPS = frozenset(op for op, entry in TABLE.items() if entry.rule is batch_norm)
+
+def __getattr__(name: str) -> Any:
+    """`BATCH_NORM_OPS`: every op name the estimator treats as batch norm (aten variants of one layer), read
+    from its op table on first use, so that importing the rule API does not import torch."""
+    if name == "BATCH_NORM_OPS":
+        from gradlint.estimate.normalisation import batch_norm
+        from gradlint.estimate.table import TABLE
+
+        value = frozenset(op for op, entry in TABLE.items() if entry.rule is batch_norm)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -51,6 +59,8 @@ class RuleContext:
                 if site is not None:
                     return site
             if sub is not None and node is None:
+                from gradlint.recorder import class_location
+
                 found = self.graph.location_of_module(module)
                 return found or class_location(sub)
         if node is not None and node.location is not None:
@@ -190,6 +200,8 @@ def measured_drift(probe: ProbeResult, first: str | None, last: str | None) -> f
 def training_verdict(ctx: RuleContext, risk: Risk, probe: ProbeResult | None = None) -> Verdict:
     """The model's vanishing or exploding verdict (gradlint.updates): predicted, or measured by `probe`.
     Every vanishing/exploding rule takes its severity from it, so severity means one thing."""
+    from gradlint.updates import Updates, exploding_verdict, vanishing_verdict
+
     updates = Updates(ctx.graph, ctx.estimate, probe)
     return exploding_verdict(updates) if risk is Risk.EXPLODING else vanishing_verdict(updates)
 
@@ -200,6 +212,8 @@ def judged_severity(rule: Rule, finding: Finding, probe: ProbeResult | None = No
     ctx: RuleContext | None = getattr(rule, "ctx", None)
     if ctx is None or finding.risk not in (Risk.VANISHING, Risk.EXPLODING):
         return finding.severity
+    from gradlint.updates import Updates
+
     if probe is not None and (probe.nonfinite or not Updates(ctx.graph, ctx.estimate, probe).values):
         return finding.severity  # nothing finite measured to judge by: the prediction stands
     verdict = training_verdict(ctx, finding.risk, probe)

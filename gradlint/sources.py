@@ -10,26 +10,54 @@ import sysconfig
 from functools import lru_cache
 from types import FrameType, ModuleType
 
-import torch
-
 from gradlint.types import SourceLocation
 
-_TORCH_DIR = os.path.dirname(torch.__file__)
+_TORCH_SPEC = importlib.util.find_spec("torch")  # where torch lives, without importing it (`gradlint rules`)
+_TORCH_DIR = os.path.dirname(_TORCH_SPEC.origin) if _TORCH_SPEC is not None and _TORCH_SPEC.origin else ""
 _GRADLINT_DIR = os.path.dirname(os.path.abspath(__file__))
 _STDLIB_DIR = sysconfig.get_paths()["stdlib"]
-_NOT_USER = tuple(os.path.normcase(p) + os.sep for p in (_TORCH_DIR, _GRADLINT_DIR, _STDLIB_DIR))
+_NOT_USER = tuple(os.path.normcase(p) + os.sep for p in (_TORCH_DIR, _GRADLINT_DIR, _STDLIB_DIR) if p)
 _FRAME_RE = re.compile(r'File "(?P<path>[^"]+)", line (?P<line>\d+)')
+
+
+_IPYTHON_INPUT = re.compile(r"^<ipython-input-(?P<count>\d+)-[0-9a-f]+>$")
 
 
 @lru_cache(maxsize=4096)
 def is_user_file(path: str) -> bool:
+    if _IPYTHON_INPUT.match(path or ""):
+        return True  # a cell of IPython's terminal or InteractiveShell
     if not path or path.startswith("<"):
         return False
     return not os.path.normcase(os.path.abspath(path)).startswith(_NOT_USER)
 
 
+def cell_name(path: str) -> str | None:
+    """"Cell In[3]" (IPython's own name in tracebacks) for the file name IPython compiled cell 3 under
+    (`/tmp/ipykernel_<pid>/<hash>.py` in Jupyter, `<ipython-input-3-<hash>>` in IPython); None otherwise."""
+    count: object = None
+    if "IPython" in sys.modules:  # never imported here: only a running IPython has cells
+        shell = getattr(sys.modules["IPython"], "get_ipython", lambda: None)()
+        count = getattr(getattr(shell, "compile", None), "_filename_map", {}).get(path)
+    match = _IPYTHON_INPUT.match(path)
+    if count is None and match:
+        count = match["count"]
+    return f"Cell In[{count}]" if count is not None else None
+
+
+def location(path: str, line: int) -> SourceLocation:
+    """A location in `path` (a file or a notebook cell) as shown to the user, keeping the name linecache
+    reads it under (a suppression comment on that line is found there)."""
+    shown = display_path(path)
+    return SourceLocation(shown, line, None if shown == path else path)
+
+
 def display_path(path: str) -> str:
-    """A path relative to the working directory when it lies below it (what editors and SARIF want)."""
+    """A path relative to the working directory when it lies below it (what editors and SARIF want); a
+    notebook cell's name for a cell."""
+    cell = cell_name(path)
+    if cell is not None:
+        return cell
     absolute = os.path.abspath(path)
     try:
         rel = os.path.relpath(absolute)
@@ -43,7 +71,7 @@ def user_frame(frame: FrameType | None, skip_self: object | None = None) -> Sour
     while frame is not None:
         path = frame.f_code.co_filename
         if is_user_file(path) and (skip_self is None or frame.f_locals.get("self") is not skip_self):
-            return SourceLocation(display_path(path), frame.f_lineno)
+            return location(path, frame.f_lineno)
         frame = frame.f_back
     return None
 
@@ -55,7 +83,7 @@ def location_from_stack_trace(stack_trace: str | None) -> SourceLocation | None:
     found: SourceLocation | None = None
     for match in _FRAME_RE.finditer(stack_trace):
         if is_user_file(match["path"]):
-            found = SourceLocation(display_path(match["path"]), int(match["line"]))
+            found = location(match["path"], int(match["line"]))
     return found
 
 

@@ -10,11 +10,14 @@ import linecache
 import re
 import tokenize
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from gradlint.recorder import ConstructionRecord, class_location
 from gradlint.types import Finding, SourceLocation
+
+if TYPE_CHECKING:  # GL003 imports this module; `gradlint rules` must not import torch for it
+    from torch import nn
+
+    from gradlint.recorder import ConstructionRecord
 
 _COMMENT = re.compile(r"#\s*gradlint:\s*ignore(?:\[(?P<codes>[^\]]*)\])?", re.IGNORECASE)
 
@@ -30,7 +33,7 @@ def comment_at(location: SourceLocation | None) -> frozenset[str] | None | bool:
     """The codes suppressed on that line, None for all, False when the line has no suppression."""
     if location is None:
         return False
-    match = _COMMENT.search(linecache.getline(location.path, location.line))
+    match = _COMMENT.search(linecache.getline(location.source or location.path, location.line))
     if not match:
         return False
     if match["codes"] is None:
@@ -50,6 +53,8 @@ class Suppressor:
     seen: dict[SourceLocation, Suppression] = field(default_factory=dict)
 
     def _candidates(self, finding: Finding) -> list[SourceLocation]:
+        from gradlint.recorder import class_location
+
         spots: list[SourceLocation] = []
         if finding.path and finding.line:
             spots.append(SourceLocation(finding.path, finding.line))

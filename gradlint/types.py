@@ -25,6 +25,31 @@ class Risk(str, enum.Enum):
     OTHER = "other"
 
 
+class Family(str, enum.Enum):
+    """What an op does to the signal, as rules need to know it. Whether a pointwise function saturates or
+    rectifies is not declared: the estimator measures it from φ itself (`PointwiseInfo.shape`)."""
+
+    WEIGHTED = "weighted"  # a layer's own weight times the signal: linear, convolutions, embedding
+    MATMUL = "matmul"  # two tensors multiplied and summed over a shared dimension: matmul, bmm, einsum, addmm
+    NORMALISATION = "normalisation"  # divides by the input's own scale: batch/layer/group/instance/RMS norm
+    POINTWISE = "pointwise"  # an elementwise function of one tensor (activations, exp, pow): judged as φ(h)
+    SUM = "sum"  # elementwise sum of tensors: add, sub (a skip connection, a bias)
+    PRODUCT = "product"  # elementwise product or quotient: mul, div (a gate, a scale)
+    SELECT = "select"  # picks one of its inputs per element: where, maximum, minimum
+    MAX_POOLING = "max pooling"  # each window's largest value
+    AVERAGE_POOLING = "average pooling"  # each window's mean
+    RESAMPLING = "resampling"  # upsampling and interpolation
+    REDUCTION = "reduction"  # a statistic over dimensions: mean, sum, var, norm, max over a dim, cumsum
+    SOFTMAX = "softmax"  # normalised exponentials over a dimension
+    ATTENTION = "attention"  # fused scaled-dot-product attention
+    RECURRENT = "recurrent"  # a whole recurrent layer as one op: RNN, LSTM, GRU
+    DROPOUT = "dropout"  # random masking, rescaled
+    STRUCTURAL = "structural"  # moves values without arithmetic: views, copies, casts, selections, splits, padding
+    CONCATENATION = "concatenation"  # several tensors joined into one: cat, stack
+    WRITE = "write"  # values written into a tensor: scatters, index_put, copy
+    CONSTANT = "constant"  # no gradient flows: factories, random draws, comparisons, sizes, indices
+
+
 class ErrorKind(str, enum.Enum):
     LOAD = "load"
     CONSTRUCT = "construct"
@@ -45,8 +70,9 @@ class GradlintError(Exception):
 
 @dataclass(frozen=True)
 class SourceLocation:
-    path: str
+    path: str  # as shown: relative to the working directory, or a notebook cell's name ("Cell In[3]")
     line: int
+    source: str | None = field(default=None, compare=False)  # the linecache name, when `path` is not it
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}"

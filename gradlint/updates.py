@@ -17,13 +17,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gradlint.estimate import Estimate
-from gradlint.estimate.table import Family
-from gradlint.estimate.update import scale_log10_update
 from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref, WeightedLayer
-from gradlint.types import Severity
+from gradlint.types import Family, Severity
+
+if TYPE_CHECKING:  # rules read the thresholds below without torch (`gradlint rules`)
+    from gradlint.estimate import Estimate
 
 # Fitted by bench/trainability.py --fit (README "Severity"): the decades at which plain SGD (lr 0.05,
 # momentum 0.9) stops training the model (warning), and at which Adam (1e-3) does too (error).
@@ -64,6 +64,8 @@ class Updates:
             rest = [v for m, v in predicted.items() if m != layer.module]
             if value is not None and rest and value >= max(rest) + HEAL:
                 found.add(layer.output)
+        from gradlint.estimate.update import scale_log10_update
+
         top = max(predicted.values())
         for node in self.graph.ops():
             if node.name in self.graph.live:  # scale_log10_update answers None for anything but a scaling

@@ -5,18 +5,26 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Iterator
-from typing import Any
-
-from torch import nn
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from gradlint.graph import NodeKind
-from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext
 from gradlint.sources import display_path, is_user_file
 from gradlint.types import Finding, Risk, Severity, SourceLocation
 
-# Attributes every nn.Module has; they hold the registered children, parameters and hooks.
-_INTERNAL = frozenset(vars(nn.Module()))
+if TYPE_CHECKING:
+    from torch import nn
+
+    from gradlint.probe import ProbeResult
+
+
+@lru_cache(maxsize=1)
+def _internal() -> frozenset[str]:
+    """Attributes every nn.Module has; they hold the registered children, parameters and hooks."""
+    from torch import nn
+
+    return frozenset(vars(nn.Module()))
 
 
 class UnusedParameters(Rule):
@@ -94,7 +102,7 @@ self.heads = [nn.Linear(128, 10) for _ in range(2)]        # called, never regis
         registered = {id(m) for m in ctx.model.modules()}
         for path, module in ctx.model.named_modules():
             for attr, value in vars(module).items():
-                if attr in _INTERNAL:
+                if attr in _internal():
                     continue
                 # a reference to a module registered elsewhere (weight tying, a back-pointer) is trained there
                 hidden = [m for m in _modules_in(value) if id(m) not in registered]
@@ -144,6 +152,8 @@ def _numel(model: nn.Module, name: str) -> int:
 
 def _modules_in(value: Any, depth: int = 0) -> Iterator[nn.Module]:
     """Modules inside a list, tuple or dict attribute (nested containers included)."""
+    from torch import nn
+
     if isinstance(value, nn.Module) or depth > 3:
         return
     items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from gradlint.estimate.table import Family
 from gradlint.graph import NodeKind
-from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext, Unmeasurable, is_gate, measured_drift
-from gradlint.types import Finding, Risk, Severity
+from gradlint.types import Family, Finding, Risk, Severity
+
+if TYPE_CHECKING:
+    from gradlint.probe import ProbeResult
 
 # Op families that carry the signal from one activation to the next without normalising it or adding a skip.
 PLAIN = frozenset({Family.WEIGHTED, Family.MATMUL, Family.STRUCTURAL, Family.DROPOUT, Family.MAX_POOLING,

@@ -6,16 +6,16 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from dataclasses import dataclass
 
-import networkx as nx
-
-from gradlint.estimate.table import Family
 from gradlint.graph import NodeKind, WeightedLayer
-from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext, Unmeasurable, measured_drift
-from gradlint.types import Finding, Risk, Severity
+from gradlint.types import Family, Finding, Risk, Severity
 from gradlint.updates import Updates
+
+if TYPE_CHECKING:
+    from gradlint.probe import ProbeResult
 
 # A layer's output op: its weight, or a hand-written product with it, times the signal.
 _LAYERS = frozenset({Family.WEIGHTED, Family.MATMUL})
@@ -84,6 +84,8 @@ for _ in range(30):
                "fixtures/cases/mlp.py:MLP(depth=20, act='relu', init='default')")
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
+        import networkx as nx
+
         est = ctx.estimate
         tolerance = float(self.opts["layer_tolerance"])
         links = [link for layer in ctx.graph.weighted_layers if (link := _link(ctx, layer)) is not None]

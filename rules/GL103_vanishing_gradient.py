@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext, probe_entry
 from gradlint.types import Finding, Risk, Severity
+
+if TYPE_CHECKING:
+    from gradlint.probe import ProbeResult
 
 
 class VanishingGradient(Rule):

@@ -4,13 +4,14 @@ estimated gradient has already drifted far from 1 at its bottom."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gradlint.estimate.table import Family
 from gradlint.graph import NodeKind
-from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext, Unmeasurable, measured_drift, probe_entry
-from gradlint.types import Finding, Risk, Severity
+from gradlint.types import Family, Finding, Risk, Severity
+
+if TYPE_CHECKING:
+    from gradlint.probe import ProbeResult
 
 # Op families where two computed tensors can meet: a residual sum, a gate, a concatenation.
 _MERGES = frozenset({Family.SUM, Family.PRODUCT, Family.SELECT, Family.CONCATENATION})

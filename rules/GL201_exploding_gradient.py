@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext, Unmeasurable, measured_level, training_verdict
 from gradlint.types import Finding, ProfileEntry, Risk, Severity
+
+if TYPE_CHECKING:
+    from gradlint.probe import ProbeResult
 
 
 class ExplodingGradient(Rule):

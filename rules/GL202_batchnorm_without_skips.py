@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from gradlint.graph import NodeKind
-from gradlint.probe import ProbeResult
-from gradlint.rule import (
-    BATCH_NORM_OPS,
-    Rule,
-    RuleContext,
-    Unmeasurable,
-    measured_level,
-)
+from gradlint.rule import Rule, RuleContext, Unmeasurable, measured_level
 from gradlint.types import Finding, Risk, Severity
+
+if TYPE_CHECKING:
+    from gradlint.probe import ProbeResult
 
 
 class BatchNormWithoutSkips(Rule):
@@ -103,6 +98,10 @@ model = nn.Sequential(*layers)
 
 def _unbypassed_batch_norms(ctx: RuleContext) -> list[str]:
     """Batch-norm nodes that dominate the output from the model's input: no skip or concat path avoids them."""
+    import networkx as nx
+
+    from gradlint.rule import BATCH_NORM_OPS  # the estimator's op table: loaded with torch, on first use
+
     graph = ctx.graph
     start = next((r.name for r in graph if r.kind is NodeKind.INPUT and r.name in graph.live), None)
     if start is None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from gradlint.graph import NodeKind
-from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext, parent_module
 from gradlint.types import Finding, Risk, Severity
+
+if TYPE_CHECKING:
+    from gradlint.probe import ProbeResult
 
 
 class UnnormalizedResidualGrowth(Rule):
@@ -107,6 +108,8 @@ class Net(nn.Module):
 
 def _unnormalized_residual_adds(ctx: RuleContext) -> Iterator[tuple[str, str]]:
     """(add, skip input) for each `skip + branch(skip)` whose branch has no normalization op."""
+    import networkx as nx
+
     graph = ctx.graph
     for node in graph.ops():
         if node.op != "add" or node.name not in graph.live:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
-import torch
-
-from gradlint.estimate.table import Family
 from gradlint.graph import NodeKind, NodeRecord, Ref
-from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext
-from gradlint.types import Finding, Risk, Severity
+from gradlint.types import Family, Finding, Risk, Severity
+
+if TYPE_CHECKING:
+    from gradlint.probe import ProbeResult
 
 
 class NonfiniteValues(Rule):
@@ -99,6 +97,8 @@ class Net(nn.Module):
 def _carries_data(ctx: RuleContext, root: str) -> bool:
     """Whether the op's input depends on the model's input or weights. Index arithmetic on constants (T5's
     `log` of relative positions, whose -inf at distance 0 a `where` discards) carries no gradient."""
+    import networkx as nx
+
     graph = ctx.graph
     sources = {graph[n].kind for n in nx.ancestors(graph.nx, root)} | {graph[root].kind}
     return bool(sources & {NodeKind.INPUT, NodeKind.PARAM})
@@ -107,6 +107,8 @@ def _carries_data(ctx: RuleContext, root: str) -> bool:
 def _nonfinite_at_zero(node: NodeRecord) -> bool:
     """Whether the op gives Inf/NaN when its second operand is 0 and its first is 1: a quotient, not a product
     (decided by evaluating the op itself on two numbers, not by its name)."""
+    import torch
+
     op = getattr(torch.ops.aten, node.op, None)
     target = getattr(op, "default", None) if node.inplace else node.target
     if target is None:

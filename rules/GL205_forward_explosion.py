@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradlint.graph import NodeKind
-from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext
 from gradlint.types import Finding, Risk, Severity
 from gradlint.updates import EXPLODING
+
+if TYPE_CHECKING:
+    from gradlint.probe import ProbeResult
 
 
 class ForwardExplosion(Rule):

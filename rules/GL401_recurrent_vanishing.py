@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-from gradlint.estimate.table import Family
 from gradlint.rule import Rule, RuleContext
-from gradlint.types import Finding, Risk, Severity
+from gradlint.types import Family, Finding, Risk, Severity
 
 VANILLA_FIX = (
     "Replace the plain RNN with a gated one (`nn.LSTM(input_size, hidden, batch_first=True)` or `nn.GRU(...)`, "

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from gradlint.estimate.table import Family
 from gradlint.graph import NodeKind, NodeRecord, Ref
-from gradlint.probe import ProbeResult
 from gradlint.rule import Rule, RuleContext, probe_entry
-from gradlint.types import Finding, Risk, Severity
+from gradlint.types import Family, Finding, Risk, Severity
 from gradlint.updates import VANISHING, Updates, severity_for
+
+if TYPE_CHECKING:
+    from gradlint.probe import ProbeResult
 
 # Op families between the score product and the softmax that neither rescale nor end the logit path (views,
 # casts, masks, biases, dropout).

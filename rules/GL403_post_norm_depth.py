@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from gradlint.graph import NodeKind, NodeRecord, Ref
-from gradlint.probe import ProbeResult
-from gradlint.rule import BATCH_NORM_OPS, Rule, RuleContext, parent_module
+from gradlint.rule import Rule, RuleContext, parent_module
 from gradlint.types import Finding, Risk, Severity
+
+if TYPE_CHECKING:
+    from gradlint.probe import ProbeResult
 
 
 class PostNormDepth(Rule):
@@ -58,6 +59,8 @@ sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) 
     INVALID = ("fixtures/cases/failures.py:PostNormDeepTransformer",)
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
+        from gradlint.rule import BATCH_NORM_OPS  # the estimator's op table: loaded with torch, on first use
+
         graph, est = ctx.graph, ctx.estimate
         ratios: dict[str, float] = {}
         for node in graph.ops():
@@ -120,6 +123,8 @@ sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) 
 
 def _branch_ratio(ctx: RuleContext, norm: NodeRecord) -> float | None:
     """var(branch) / var(skip) when `norm` normalizes a residual sum x + f(x), else None."""
+    import networkx as nx
+
     graph, stats = ctx.graph, ctx.estimate.stats
     x = next(iter(ctx.estimate.notes[norm.name]["normalizes"]), None)  # the tensor it divides by its scale
     if x is None or graph[x].op != "add":
