@@ -19,6 +19,7 @@ from gradlint.estimate import (  # noqa: F401
     factories,
     linalg,
     normalisation,
+    order,
     pooling,
     products,
     recurrent,

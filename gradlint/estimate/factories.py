@@ -12,7 +12,7 @@ from gradlint.graph import NodeRecord
 
 @transfer("zeros", "scalar_tensor", "arange", "eye", "randint", "linspace", "_local_scalar_dense", "item", "lt", "le",
           "gt", "ge", "eq", "ne", "logical_not", "logical_and", "logical_or", "argmax", "argmin", "isnan", "isinf",
-          "any", "all", "sort", "topk", family=Family.CONSTANT)
+          "any", "all", family=Family.CONSTANT)
 @transfer("zeros_like", "new_zeros", family=Family.CONSTANT, reads_values=False)
 def constant(node: NodeRecord, ctx: Context) -> Result:
     """No gradient flows back through it (its value is zero, an index, a count or a comparison)."""

@@ -19,6 +19,13 @@ def vector_product(node: NodeRecord, ctx: Context) -> Result:
     return _product(node, ctx, node.arg(0), node.arg(1))
 
 
+@transfer("_grouped_mm", "grouped_mm", "grouped_mm_fallback", family=Family.MATMUL)
+def grouped_product(node: NodeRecord, ctx: Context) -> Result:
+    """grouped_mm(input (S, in), weight (G, in, out), offs): each row times its group's matrix (the experts of
+    a mixture of experts, rows sorted by expert). A matmul with fan `in`; each group's matrix sees S / G rows."""
+    return _product(node, ctx, node.arg(0), node.arg(1))
+
+
 @transfer("_weight_norm", family=Family.NORMALISATION)
 def weight_norm(node: NodeRecord, ctx: Context) -> Result:
     """w = g * v / |v|, the norm over every dimension but `dim`: each group of n elements has squared sum g²."""

@@ -1,11 +1,18 @@
 """Weighted layers: a layer's own weight times the signal. Linear and convolutions carry
 q_out = fan_in * E[w²] * q_in + E[b²] forward and r_in = fan_out_eff * E[w²] * r_out back, with the
-effective fans a convolution's stride, padding, dilation and groups leave; an embedding is a lookup."""
+effective fans a convolution's stride, padding, dilation and groups leave; an embedding is a lookup.
+
+The input's mean reaches the output through each filter's sum, not its squares: `fan_in * E[w²]` is that
+sum's expected square only for independently drawn weights. Where the weight's real value is known its
+filter sums are used (a standardised filter sums to zero, so a ReLU's mean contributes nothing)."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+import torch
+import torch.nn.functional as F
 
 from gradlint.estimate.stat import ZERO, Stat
 from gradlint.estimate.table import (
@@ -32,9 +39,33 @@ def linear(node: NodeRecord, ctx: Context) -> Result:
     q = fan_in * w2 * sx.q + bias.q
     mean = fan_in * wm * sx.mean + bias.mean
     v = fan_in * w2 * sx.v
+    sums = _filter_sums(ctx, w, sx, lambda t: t.reshape(t.shape[0], -1).sum(dim=1, dtype=torch.float64))
+    if sums is not None:  # the mean's path through the real filter sums (see the module docstring)
+        m1, m2, _ = sums
+        q = fan_in * w2 * (sx.q - sx.mean * sx.mean) + sx.mean * sx.mean * m2 + bias.q
+        mean = sx.mean * m1 + bias.mean
     gains: Gains = {}
     add_gain(gains, x, fan_out * w2)
     return Stat(mean, max(q, mean * mean), v), gains
+
+
+def _filter_sums(ctx: Context, w: Any, sx: Stat, sum_of: Any) -> tuple[float, float, float] | None:
+    """(mean, mean square, mean within-channel variance over positions) of the weight's filter sums
+    `sum_of(w)` (a tensor with the output channels first), or None where the weight's value is not known
+    or the input has no mean for them to carry."""
+    if sx.mean == 0.0:
+        return None
+    value = ctx.value(w)
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point() or value.device.type == "meta" or value.dim() < 2:
+        return None
+    try:
+        with torch.no_grad():
+            s = sum_of(value.detach())
+    except Exception:  # a geometry the sums cannot be taken for: the independent-weights model stands
+        return None
+    flat = s.reshape(s.shape[0], -1)
+    spread = float(flat.var(dim=1, unbiased=False).mean()) if flat.shape[1] > 1 else 0.0
+    return float(flat.mean()), float((flat * flat).mean()), spread
 
 
 def _tap_fractions(length_in: int, length_out: int, kernel: int, stride: int, padding: int, dilation: int) -> list[float]:
@@ -95,10 +126,27 @@ def _conv(node: NodeRecord, ctx: Context, transposed: bool, stride: Any, padding
             f = _tap_fractions(in_sp[i], out_sp[i], kernel[i], stride_t[i], pad_t[i], dil_t[i])
             sums *= sum(f)
             squares *= sum(x * x for x in f)
-        v += c_in_per_group * w2 * (sx.q - sx.v) * max(sums - squares, 0.0)
+        border = c_in_per_group * w2 * max(sums - squares, 0.0)
+        v += border * (sx.q - sx.v)
+
+        def at_positions(t: torch.Tensor) -> torch.Tensor:  # each output position's sum over its valid taps
+            kernel_sums = t.sum(dim=1, keepdim=True, dtype=torch.float64)
+            ones = torch.ones((1, 1, *in_sp), dtype=torch.float64)
+            return _CONV[dims](ones, kernel_sums, None, stride_t, padding if isinstance(padding, str) else pad_t, dil_t)[0]
+
+        real = _filter_sums(ctx, w, sx, at_positions) if 1 <= dims <= 3 else None
+        if real is not None:  # the mean's path through the real filter sums, position by position
+            m1, m2, spread = real
+            mu2 = sx.mean * sx.mean
+            q = fan_in_eff * w2 * (sx.q - mu2) + mu2 * m2 + bias.q
+            mean = sx.mean * m1 + bias.mean
+            v = fan_in_eff * w2 * sx.v + border * max(sx.q - sx.v - mu2, 0.0) + mu2 * spread
     gains: Gains = {}
     add_gain(gains, x, fan_out_eff * w2)
     return Stat(mean, max(q, mean * mean), min(v, q)), gains
+
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
 @transfer("conv1d", "conv2d", "conv3d", family=Family.WEIGHTED)
