@@ -213,14 +213,19 @@ def _leaf_stat(node: NodeRecord, ctx: _Context) -> Stat:
 
 
 def input_stat(tensor: torch.Tensor) -> Stat:
-    """Statistics of a real example input (N(0,1) draws give mean 0, q 1, v 1)."""
+    """Statistics of a real example input (N(0,1) draws give mean 0, q 1, v 1).
+
+    The within-unit variance is the sample variance over the batch with Bessel's correction: the plain
+    one of B draws is (B-1)/B of it, and the missing 1/B would be carried forward as a per-unit mean that
+    no average over positions removes (a batch of 4 made a quarter of a ViT's residual stream "between"
+    units and its pooled features 40x too large)."""
     if tensor.device.type == "meta" or not tensor.is_floating_point():
         return UNIT if tensor.is_floating_point() or tensor.device.type == "meta" else ZERO
     t = tensor.detach().double()
     if t.numel() == 0:
         return ZERO
     q = float((t * t).mean())
-    v = float(t.var(dim=0, unbiased=False).mean()) if t.dim() > 0 and t.shape[0] > 1 else q
+    v = float(t.var(dim=0, unbiased=True).mean()) if t.dim() > 0 and t.shape[0] > 1 else q
     return Stat(float(t.mean()), q, min(v, q))
 
 

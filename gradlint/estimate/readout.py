@@ -97,6 +97,25 @@ def _cat_part(graph: ModelGraph, node: NodeRecord, dim: int, index: int) -> tupl
     return None
 
 
+def _slice_index(graph: ModelGraph, node: NodeRecord, dim: int, index: int) -> tuple[str, int] | None:
+    """`x[:, a:b:c]` along the position's dimension: where position `index` of the slice is in `x`."""
+    if node.op != "slice" or not node.args or not isinstance(node.args[0], Ref):
+        return None
+    src = graph[node.args[0].name]
+    if src.shape is None or node.shape is None or len(src.shape) != len(node.shape):
+        return None
+    along = node.arg(1, "dim", 0)
+    if not isinstance(along, int) or along % len(src.shape) != dim:
+        return None
+    start, step = node.arg(2, "start", 0), node.arg(4, "step", 1)
+    start = 0 if start is None else start
+    if not isinstance(start, int) or not isinstance(step, int) or step < 1:
+        return None
+    start = start + src.shape[dim] if start < 0 else start
+    inner = max(start, 0) + index * step
+    return (src.name, inner) if inner < src.shape[dim] else None
+
+
 def _position_stat(value: torch.Tensor, dim: int, index: int) -> Stat | None:
     """A data-independent value at one position: constant across the batch, so no within-unit variance."""
     if not isinstance(value, torch.Tensor) or not value.is_floating_point() or value.dim() <= dim:
@@ -141,6 +160,12 @@ def _follow(graph: ModelGraph, readout: Readout, start: str, where: Position, va
                 readout.leaves[name] = stat
             continue
         if node.kind is not NodeKind.OP:
+            continue
+        inner = _slice_index(graph, node, dim, index)
+        if inner is not None:  # a slice along the position's dimension: the same position, renumbered
+            readout.position[name] = (dim, index)
+            readout.edges[name] = {inner[0]}
+            stack.append((inner[0], (dim, inner[1])))
             continue
         part = _cat_part(graph, node, dim, index)
         if part is not None:
