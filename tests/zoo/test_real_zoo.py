@@ -47,7 +47,6 @@ KNOWN_FAILURES: dict[str, str] = {
     'timm:efficientvit_b0': 'estimate above the probe: median |error| 1.39 decades (limit 0.25)',
     'timm:inception_next_tiny': 'estimate below the probe: median |error| 1.15 decades (limit 0.25)',
     'timm:levit_128s': 'estimate above the probe: median |error| 0.66 decades (limit 0.25)',
-    'timm:resnest14d': 'estimate above the probe: median |error| 0.26 decades (limit 0.25)',
     'timm:resnet50d': 'estimate above the probe: median |error| 0.42 decades (limit 0.25)',
     'timm:resnetv2_50x1_bit': 'weight standardisation read as a zero-variance batch statistic: 53 of 54 layers estimated exactly zero (issue 11 item 4)',
     'timm:seresnext26d_32x4d': 'estimate above the probe: median |error| 0.28 decades (limit 0.25)',
