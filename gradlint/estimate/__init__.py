@@ -40,6 +40,9 @@ from gradlint.estimate.pointwise import (
     pointwise_stat,
 )
 from gradlint.estimate.pooling import max_order_moments
+from gradlint.estimate.readout import Readout
+from gradlint.estimate.readout import backward as readout_backward
+from gradlint.estimate.readout import find as find_readout
 from gradlint.estimate.stat import UNIT, ZERO, Stat
 from gradlint.estimate.table import TABLE, Family, family_of
 from gradlint.estimate.update import log10_update_ratio
@@ -211,14 +214,19 @@ def _leaf_stat(node: NodeRecord, ctx: _Context) -> Stat:
 
 
 def input_stat(tensor: torch.Tensor) -> Stat:
-    """Statistics of a real example input (N(0,1) draws give mean 0, q 1, v 1)."""
+    """Statistics of a real example input (N(0,1) draws give mean 0, q 1, v 1).
+
+    The within-unit variance is the sample variance over the batch with Bessel's correction: the plain
+    one of B draws is (B-1)/B of it, and the missing 1/B would be carried forward as a per-unit mean that
+    no average over positions removes (a batch of 4 made a quarter of a ViT's residual stream "between"
+    units and its pooled features 40x too large)."""
     if tensor.device.type == "meta" or not tensor.is_floating_point():
         return UNIT if tensor.is_floating_point() or tensor.device.type == "meta" else ZERO
     t = tensor.detach().double()
     if t.numel() == 0:
         return ZERO
     q = float((t * t).mean())
-    v = float(t.var(dim=0, unbiased=False).mean()) if t.dim() > 0 and t.shape[0] > 1 else q
+    v = float(t.var(dim=0, unbiased=True).mean()) if t.dim() > 0 and t.shape[0] > 1 else q
     return Stat(float(t.mean()), q, min(v, q))
 
 
@@ -231,6 +239,7 @@ def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = 
     input_tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
     input_index = 0
     signatures: dict[str, Any] = {}
+    readouts: list[Readout] = []
     for node in graph:
         if node.kind is NodeKind.INPUT:
             ctx.stats[node.name] = input_stat(input_tensors[input_index]) if input_index < len(input_tensors) else UNIT
@@ -247,10 +256,16 @@ def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = 
             ctx.in_constant = False
         if free:  # computed from weights and constants alone: its real value decides
             stat = _constant(node, ctx, stat)
+        else:
+            readout = find_readout(graph, node, ctx.evaluator.value, ctx.evaluator.free)
+            if readout is not None:
+                _at_position(readout, ctx, resolver, signatures)
+                readouts.append(readout)
+                stat = readout.stats.get(readout.source, stat)  # what is read out is that position
         ctx.stats[node.name] = stat
         gains[node.name] = node_gains
     _pool_after_activation(graph, ctx, resolver, gains, pointwise)
-    r = _backward(graph, gains)
+    r = readout_backward(graph, gains, readouts)
     result = Estimate(graph, ctx.stats, r, gains, pointwise, ctx.notes, unknown, failures=ctx.failures,
                       ops=sum(1 for node in graph if node.kind is NodeKind.OP))
     result.profile = [
@@ -322,6 +337,27 @@ def _constant(node: NodeRecord, ctx: _Context, modelled: Stat) -> Stat:
     else:
         within = modelled.var if node.shape is not None and len(node.shape) >= 2 else 0.0
     return Stat(elements.mean, elements.q, min(within, elements.q))
+
+
+def _at_position(readout: Readout, ctx: _Context, resolver: PointwiseResolver, signatures: dict[str, Any]) -> None:
+    """Run the rules of a readout's chain again at the selected position's statistics (its inputs off the
+    chain keep their ordinary ones); notes, tuples and failures of these runs are not the model's."""
+    saved = ctx.stats, ctx.tuples, ctx.notes, ctx.failures
+    ctx.stats, ctx.tuples, ctx.notes, ctx.failures = {**ctx.stats, **readout.leaves}, dict(ctx.tuples), {}, []
+    try:
+        for name in ctx.graph.order:
+            if name not in readout.position:
+                continue
+            node = ctx.graph[name]
+            if node.op == "cat":
+                part = next(iter(readout.edges[name]))
+                stat, node_gains = ctx.stats.get(part, UNIT), {part: 1.0}
+            else:
+                stat, node_gains = _op_transfer(node, ctx, resolver, signatures, None, [])
+            ctx.stats[name] = readout.stats[name] = stat
+            readout.gains[name] = node_gains
+    finally:
+        ctx.stats, ctx.tuples, ctx.notes, ctx.failures = saved
 
 
 def _pool_after_activation(graph: ModelGraph, ctx: _Context, resolver: PointwiseResolver,
