@@ -39,7 +39,8 @@ from gradlint.estimate.pointwise import (
     is_pointwise,
     pointwise_stat,
 )
-from gradlint.estimate.pooling import max_order_moments
+from gradlint.estimate.pooling import window_moments
+from gradlint.estimate.quadrature import sum_moments
 from gradlint.estimate.readout import Readout
 from gradlint.estimate.readout import backward as readout_backward
 from gradlint.estimate.readout import find as find_readout
@@ -262,9 +263,12 @@ def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = 
                 _at_position(readout, ctx, resolver, signatures)
                 readouts.append(readout)
                 stat = readout.stats.get(readout.source, stat)  # what is read out is that position
+            elif family_of(node.op) is Family.MAX_POOLING:  # before its users read it
+                stat = _pool_after_activation(node, graph, ctx, resolver, gains, pointwise) or stat
         ctx.stats[node.name] = stat
         gains[node.name] = node_gains
-    _pool_after_activation(graph, ctx, resolver, gains, pointwise)
+        if node.name in pointwise:  # before its users read it
+            ctx.stats[node.name] = _activation_after_skip(node, graph, ctx, resolver, gains, pointwise) or stat
     r = readout_backward(graph, gains, readouts)
     result = Estimate(graph, ctx.stats, r, gains, pointwise, ctx.notes, unknown, failures=ctx.failures,
                       ops=sum(1 for node in graph if node.kind is NodeKind.OP))
@@ -360,30 +364,71 @@ def _at_position(readout: Readout, ctx: _Context, resolver: PointwiseResolver, s
         ctx.stats, ctx.tuples, ctx.notes, ctx.failures = saved
 
 
-def _pool_after_activation(graph: ModelGraph, ctx: _Context, resolver: PointwiseResolver,
-                           gains: dict[str, dict[str, float]], pointwise: dict[str, PointwiseInfo]) -> None:
+def _pool_after_activation(node: NodeRecord, graph: ModelGraph, ctx: _Context, resolver: PointwiseResolver,
+                           gains: dict[str, dict[str, float]], pointwise: dict[str, PointwiseInfo]) -> Stat | None:
     """Max pooling picks each window's largest activation, so the gradient only reaches units that are on
     (ReLU: derivative 1, not 1/2 on average). For a monotone activation feeding only max pools,
-    max(φ(h)) = φ(max h): judge φ and φ' at the window maximum instead of at a random unit."""
-    for node in graph.ops():
-        if family_of(node.op) is not Family.MAX_POOLING:
-            continue
-        src = node.inputs[0] if node.inputs else None
-        info = pointwise.get(src or "")
-        if src is None or info is None or info.grad_mean < 0 or any(family_of(u.op) is not Family.MAX_POOLING for u in graph.users(src)):
-            continue
-        k = max(int(round(graph[src].numel / max(node.numel, 1))), 1)
-        e1, e2 = max_order_moments(k)
-        root = info.input
-        sd = math.sqrt(root.v)
-        at_max = Stat(root.mean + sd * e1, (root.q - root.v) + 2 * root.mean * sd * e1 + root.v * e2, root.v * max(e2 - e1 * e1, 0.0))
+    max(φ(h)) = φ(max h): judge φ and φ' at the window maximum instead of at a random unit. Returns the
+    pool's output statistics (None: not after such an activation), set before any user of the pool reads them."""
+    src = node.inputs[0] if node.inputs else None
+    info = pointwise.get(src or "")
+    if src is None or info is None or info.grad_mean < 0 or any(family_of(u.op) is not Family.MAX_POOLING for u in graph.users(src)):
+        return None
+    e1, e2 = window_moments(node, ctx)
+    root = info.input
+    sd = math.sqrt(root.v)
+    at_max = Stat(root.mean + sd * e1, (root.q - root.v) + 2 * root.mean * sd * e1 + root.v * e2, root.v * max(e2 - e1 * e1, 0.0))
+    try:
+        stat, moments = pointwise_stat(resolver.composite(src, info.root), ("max", round(e1, 6), round(e2, 6), _signature(graph, src, info.root, {}, resolver.uniform)), at_max)
+    except Exception as exc:
+        ctx.fail(node, "max-pool window", exc, "the activation judged at a random unit, not the window maximum")
+        return None
+    gains[src] = {info.root: moments.grad_second}
+    return stat
+
+
+def _activation_after_skip(node: NodeRecord, graph: ModelGraph, ctx: _Context, resolver: PointwiseResolver,
+                           gains: dict[str, dict[str, float]], pointwise: dict[str, PointwiseInfo]) -> Stat | None:
+    """An activation φ2 of a sum (its only user) of an activation φ1 and an independent tensor o — a
+    residual block's skip between two ReLUs. Its statistics are taken over φ1's root and o separately
+    (`sum_moments`), not over a density fitted to the sum; and the gradient reaching φ1's root through
+    the sum is φ1'·φ2'·g at the same unit, with φ2' largest where φ1 was on: the sum's gain to φ1 is set
+    so that the gains along the skip multiply to the joint E[φ1'² φ2'²] rather than the independent
+    product mean field assumes. Returns φ2's statistics (None: not this pattern)."""
+    info = pointwise[node.name]
+    total = graph[info.root]
+    if family_of(total.op) is not Family.SUM or len(total.args) < 2 or float(total.kwargs.get("alpha", 1.0)) != 1.0:
+        return None
+    if [u.name for u in graph.users(total.name)] != [node.name] or total.name not in gains.get(node.name, {}):
+        return None
+    operands = [total.arg(0), total.arg(1)]
+    if not all(isinstance(x, Ref) and ctx.numel(x) == total.numel for x in operands) or ctx.stat(Ref(total.name)).between > 1e-6 * max(ctx.stat(Ref(total.name)).q, 1e-30):
+        return None
+    for i, x in enumerate(operands):
+        inner = pointwise.get(x.name)
+        inner_gain = gains.get(x.name, {}).get(inner.root, 0.0) if inner is not None else 0.0
+        if inner is None or inner_gain <= 0 or x.name not in gains.get(total.name, {}) or (total.op == "sub" and i == 1):
+            continue  # (a - b seen from b is not φ1(h) ± o)
+        other, root = ctx.stat(operands[1 - i]), inner.input
         try:
-            stat, moments = pointwise_stat(resolver.composite(src, info.root), ("max", k, _signature(graph, src, info.root, {}, resolver.uniform)), at_max)
+            result = sum_moments(resolver.composite(x.name, inner.root), (root.mean, root.var, root.k3, root.k4),
+                                 (other.mean, other.var, other.k3, other.k4), resolver.composite(node.name, total.name),
+                                 -1.0 if total.op == "sub" else 1.0)
         except Exception as exc:
-            ctx.fail(node, "max-pool window", exc, "the activation judged at a random unit, not the window maximum")
-            continue
-        gains[src] = {info.root: moments.grad_second}
-        ctx.stats[node.name] = stat
+            ctx.fail(node, "activation after a skip", exc, "the sum's fitted density and independent gains")
+            return None
+        m = result.outer
+        if not (m.grad_second > 0 and all(math.isfinite(v) for v in (m.mean, m.second, result.joint))):
+            return None
+        factor = result.joint / (inner_gain * m.grad_second)
+        gains[node.name][total.name] = m.grad_second
+        gains[total.name][x.name] *= factor
+        ctx.note(total, "skip_correlation", {x.name: factor})
+        k3, k4 = m.cumulants()
+        if not (math.isfinite(k3) and math.isfinite(k4)):
+            k3 = k4 = 0.0
+        return Stat(m.mean, m.second, max(m.second - m.mean * m.mean, 0.0), k3, k4)
+    return None
 
 
 def _backward(graph: ModelGraph, gains: dict[str, dict[str, float]]) -> dict[str, float]:

@@ -69,7 +69,22 @@ def add(node: NodeRecord, ctx: Context) -> Result:
     gains: Gains = {}
     _add_gain(gains, a, _bcast(ctx, node, a))
     _add_gain(gains, b, alpha * alpha * _bcast(ctx, node, b))
-    return Stat(mean, max(q, mean * mean), sa.v + sb.v), gains
+    # cumulants of independent summands add: a normalised branch plus a rectified skip is skewed
+    k3, k4 = _sum_cumulants(ctx, node, (a, sa, 1.0), (b, sb, sign))
+    return Stat(mean, max(q, mean * mean), sa.v + sb.v, k3, k4), gains
+
+
+def _sum_cumulants(ctx: Context, node: NodeRecord, *terms: tuple[object, Stat, float]) -> tuple[float, float]:
+    """Third and fourth cumulants of a sum of independent full-size tensors (a number shifts, leaving them);
+    a broadcast operand (a bias, a per-channel scale) mixes units, so the sum is taken as Gaussian."""
+    k3 = k4 = 0.0
+    for x, s, sign in terms:
+        if not isinstance(x, Ref):
+            continue
+        if ctx.numel(x) != node.numel:
+            return 0.0, 0.0
+        k3, k4 = k3 + sign * s.k3, k4 + s.k4
+    return k3, k4
 
 
 @transfer("mul", family=Family.PRODUCT)

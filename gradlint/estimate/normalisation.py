@@ -37,7 +37,15 @@ def _normalised(node: NodeRecord, ctx: Context, x: Any, var: float, eps: float, 
     add_gain(gains, x, g2 / (var + eps) * projection)
     if isinstance(x, Ref):  # what the gain would be at unit input scale (see Estimate.r_scale_free)
         ctx.note(node, "normalizes", {x.name: g2 * projection * (var / max(ctx.stat(x).q, 1e-30))})
-    return Stat(b_mean, g2 * keep + b2, g2 * v_scale / (var + eps)), gains
+    return Stat(b_mean, g2 * keep + b2, g2 * v_scale / (var + eps), *_standardised(ctx.stat(x), g2 / (var + eps))), gains
+
+
+def _standardised(sx: Stat, scale: float) -> tuple[float, float]:
+    """The input's third and fourth cumulants after multiplying by sqrt(scale): a normalisation keeps the
+    shape of each unit's distribution (when all units share one, no spread of per-unit means)."""
+    if sx.between > 1e-6 * max(sx.q, 1e-30) or scale <= 0:
+        return 0.0, 0.0
+    return sx.k3 * scale ** 1.5, sx.k4 * scale * scale
 
 
 # (training flag index or a fixed value, eps index) for each batch-norm op the captures produce
@@ -67,7 +75,7 @@ def batch_norm(node: NodeRecord, ctx: Context) -> Result:
     g2, b_mean, b2 = _affine(ctx, weight, bias)
     scale = g2 / (rv + eps)
     centred = max(sx.q - 2 * sx.mean * rm_mean + rm2, 0.0)  # E[(x - running_mean)^2]
-    return Stat(b_mean, centred * scale + b2, sx.v * scale), {ref_name(x) or "": scale}
+    return Stat(b_mean, centred * scale + b2, sx.v * scale, *_standardised(sx, scale)), {ref_name(x) or "": scale}
 
 
 @transfer("layer_norm", "native_layer_norm", family=Family.NORMALISATION)

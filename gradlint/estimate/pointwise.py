@@ -100,11 +100,11 @@ def _key(x: float) -> float:
 
 
 _CACHE_SIZE = 16384
-_MOMENTS: dict[tuple[Any, float, float], Moments] = {}
-_SHAPES: dict[tuple[Any, float, float], Shape] = {}
+_MOMENTS: dict[tuple[Any, ...], Moments] = {}
+_SHAPES: dict[tuple[Any, ...], Shape] = {}
 
 
-def _cached(cache: dict[tuple[Any, float, float], Any], key: tuple[Any, float, float], compute: Callable[[], Any]) -> Any:
+def _cached(cache: dict[tuple[Any, ...], Any], key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
     """A bounded memo keyed by the composite's structural signature and its input moments only: the
     function itself (a closure over one model's graph) is never kept, so a many-target run does not hold
     every graph it has seen, and the same activation in the next model is a hit."""
@@ -115,22 +115,36 @@ def _cached(cache: dict[tuple[Any, float, float], Any], key: tuple[Any, float, f
     return cache[key]
 
 
-def _moments_cached(fn_key: Any, fn: Callable[[torch.Tensor], torch.Tensor], mean: float, var: float) -> Moments:
-    result: Moments = _cached(_MOMENTS, (fn_key, mean, var), lambda: expectations(fn, mean, var))
+def _moments_cached(fn_key: Any, fn: Callable[[torch.Tensor], torch.Tensor], mean: float, var: float,
+                    k3: float = 0.0, k4: float = 0.0) -> Moments:
+    result: Moments = _cached(_MOMENTS, (fn_key, mean, var, k3, k4), lambda: expectations(fn, mean, var, k3=k3, k4=k4))
     return result
+
+
+def _shape_cumulants(root: Stat) -> tuple[float, float]:
+    """The root's third and fourth cumulants as the quadrature may use them: only where they describe one
+    distribution of every unit (no spread of per-unit means) and are finite."""
+    if root.between > 1e-6 * max(root.q, 1e-30) or not (math.isfinite(root.k3) and math.isfinite(root.k4)):
+        return 0.0, 0.0
+    return _key(root.k3), _key(root.k4)
 
 
 def pointwise_stat(fn: Callable[[torch.Tensor], torch.Tensor], fn_key: Any, root: Stat) -> tuple[Stat, Moments]:
     """Output statistics of φ(root) and the moments of φ' (the backward gain is `grad_second`)."""
-    moments = _moments_cached(fn_key, fn, _key(root.mean), _key(root.var))
+    k3, k4 = _shape_cumulants(root)
+    moments = _moments_cached(fn_key, fn, _key(root.mean), _key(root.var), k3, k4)
     between = root.between
     if between > 1e-6 * max(root.q, 1e-30):
         per_unit_mean_sq = expectations_2level(fn, root.mean, between, root.v)
         v = max(moments.second - per_unit_mean_sq, 0.0)
+        out_k3, out_k4 = 0.0, 0.0
     else:
         v = max(moments.second - moments.mean * moments.mean, 0.0)
+        out_k3, out_k4 = moments.cumulants()
     second = moments.second if math.isfinite(moments.second) else 1e30
-    return Stat(moments.mean, second, v), moments
+    if not (math.isfinite(out_k3) and math.isfinite(out_k4)) or second >= 1e30:
+        out_k3, out_k4 = 0.0, 0.0
+    return Stat(moments.mean, second, v, out_k3, out_k4), moments
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,37 @@ def max_order_moments(k: int) -> tuple[float, float]:
     return float((w * density * z).sum()), float((w * density * z * z).sum())
 
 
+def window_moments(node: NodeRecord, ctx: Context) -> tuple[float, float]:
+    """E[M] and E[M²] of a max pool's window maximum of standard normals, averaged over its output
+    positions: a window has as many values as its kernel taps that land inside the input (padding is -inf,
+    so border windows are smaller); an adaptive pool's window is the size ratio."""
+    kernel = node.arg(1)
+    shape = ctx.shape(node.arg(0)) or ()
+    dims = max(len(shape) - 2, 1)
+    if node.op.startswith("adaptive") or kernel is None or node.shape is None or len(shape) < dims + 1:
+        return max_order_moments(_pool_window(node, ctx))
+    kernel_t = as_tuple(kernel, dims, 1)
+    stride_t = as_tuple(node.arg(2, "stride") or kernel_t, dims, 1)
+    pad_t, dil_t = as_tuple(node.arg(3, "padding", 0), dims, 0), as_tuple(node.arg(4, "dilation", 1), dims, 1)
+    counts: dict[int, int] = {1: 1}  # window size -> number of output positions with it
+    for i in range(dims):
+        length_in, length_out = shape[len(shape) - dims + i], node.shape[len(node.shape) - dims + i]
+        per_dim: dict[int, int] = {}
+        for o in range(length_out):
+            start = o * stride_t[i] - pad_t[i]
+            valid = sum(1 for t in range(kernel_t[i]) if 0 <= start + t * dil_t[i] < length_in)
+            per_dim[valid] = per_dim.get(valid, 0) + 1
+        joint: dict[int, int] = {}
+        for a, n in counts.items():
+            for b, m in per_dim.items():
+                joint[a * b] = joint.get(a * b, 0) + n * m
+        counts = joint or counts
+    total = sum(counts.values())
+    e1 = sum(n * max_order_moments(max(k, 1))[0] for k, n in counts.items()) / total
+    e2 = sum(n * max_order_moments(max(k, 1))[1] for k, n in counts.items()) / total
+    return e1, e2
+
+
 def _pool_window(node: NodeRecord, ctx: Context) -> int:
     x = node.arg(0)
     n_in, n_out = ctx.numel(x), node.numel
@@ -39,15 +70,8 @@ def _pool_window(node: NodeRecord, ctx: Context) -> int:
           family=Family.MAX_POOLING)
 def max_pool(node: NodeRecord, ctx: Context) -> Result:
     x = node.arg(0)
-    kernel = node.arg(1)
-    shape = ctx.shape(x) or ()
-    if node.op.startswith("adaptive") or kernel is None:
-        k = _pool_window(node, ctx)
-    else:
-        dims = max(len(shape) - 2, 1)
-        k = math.prod(as_tuple(kernel, dims, 1))
     s = ctx.stat(x)
-    e1, e2 = max_order_moments(max(k, 1))
+    e1, e2 = window_moments(node, ctx)
     sd = math.sqrt(s.v)
     mean = s.mean + sd * e1
     q = (s.q - s.v) + 2 * s.mean * sd * e1 + s.v * e2
