@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -249,7 +250,7 @@ def _finish(reports: list[Any], found: Any, fmt: str, output: str | None, rules:
     """Write the report (or the statistics), say what discovery skipped, and exit with the run's status."""
     from gradlint.report import exit_code
 
-    if statistics:  # ruff: the counts replace the findings
+    if statistics:  # as in ruff --statistics, the counts replace the findings
         _statistics(reports, fmt, output)
     else:
         _emit(reports, fmt, output, rules, threshold, quiet=quiet, color=color, lines=lines)
@@ -387,7 +388,7 @@ def _emit(reports: list[Any], fmt: str, output: str | None, rules: list[Any], fa
         return importlib.import_module(f"gradlint.report.{name}")
 
     try:
-        stream = open(output, "w", encoding="utf-8") if output else None
+        stream = open(output, "w", encoding="utf-8") if output else None  # noqa: SIM115 -- closed below, where a full disk fails
     except OSError as exc:
         raise UsageError(f"Cannot write the report to {output}: {exc.strerror}.") from None
     try:
@@ -407,10 +408,8 @@ def _emit(reports: list[Any], fmt: str, output: str | None, rules: list[Any], fa
         raise UsageError(f"Cannot write the report to {output}: {exc.strerror or exc}.") from None
     finally:
         if stream is not None and not stream.closed:
-            try:
+            with contextlib.suppress(OSError):
                 stream.close()
-            except OSError:
-                pass
 
 
 def _statistics(reports: list[Any], fmt: str, output: str | None) -> None:

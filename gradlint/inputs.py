@@ -36,7 +36,7 @@ class InputSpec:
     name: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "InputSpec":
+    def parse(cls, text: str) -> InputSpec:
         match = _SPEC_RE.match(text)
         if not match or match["dtype"] not in _DTYPES:
             raise GradlintError(

@@ -275,7 +275,7 @@ def _measure(twin: nn.Module, call: Call, layers: list[tuple[str, str, str]], se
             loss = (y * g).sum()
             outs = [captured[p] for p, _, _ in layers if p in captured]
             weights = []
-            for path, _, wname in layers:
+            for _path, _, wname in layers:
                 param = named.get(wname)
                 weights.append(param)
             targets = outs + [w for w in weights if w is not None and w.requires_grad]

@@ -44,7 +44,7 @@ class InitCall:
 class ConstructionRecord:
     """What the recorder saw. Keyed weakly, so it never keeps the user's objects alive."""
 
-    sites: "weakref.WeakKeyDictionary[nn.Module, SourceLocation]" = field(default_factory=weakref.WeakKeyDictionary)
+    sites: weakref.WeakKeyDictionary[nn.Module, SourceLocation] = field(default_factory=weakref.WeakKeyDictionary)
     _inits: dict[int, InitCall] = field(default_factory=dict)
     _keep: list[torch.Tensor] = field(default_factory=list)
     _aliases: dict[int, int] = field(default_factory=dict)

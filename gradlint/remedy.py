@@ -49,7 +49,7 @@ TANH_LIKE = (
            lambda w: nn.init.xavier_normal_(w, gain=nn.init.calculate_gain("tanh"))),
 )
 SMOOTH = (
-    Scheme("nn.init.xavier_normal_(w)", lambda w: nn.init.xavier_normal_(w)),
+    Scheme("nn.init.xavier_normal_(w)", nn.init.xavier_normal_),
     Scheme("nn.init.kaiming_normal_(w, nonlinearity='linear')", lambda w: nn.init.kaiming_normal_(w, nonlinearity="linear")),
 )
 SCHEMES = RECTIFIER + TANH_LIKE + SMOOTH

@@ -26,7 +26,7 @@ class Suppression:
     used: bool = False
 
 
-def comment_at(location: SourceLocation | None) -> frozenset[str] | None | bool:
+def comment_at(location: SourceLocation | None) -> frozenset[str] | bool | None:
     """The codes suppressed on that line, None for all, False when the line has no suppression."""
     if location is None:
         return False

@@ -70,7 +70,7 @@ model = nn.Sequential(*layers)
             for prev in _previous_saturating(ctx, est.pointwise[name].root, set(saturating)):
                 if len(chain.get(prev, [])) > len(best):
                     best = chain[prev]
-            chain[name] = best + [name]
+            chain[name] = [*best, name]
         reported: set[str] = set()
         for name in reversed(graph.order):
             links = chain.get(name)

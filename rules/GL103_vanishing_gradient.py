@@ -3,6 +3,7 @@ gradient, and no path around them brings it back."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -126,7 +127,7 @@ def _steepest(known: list[tuple[Any, float]], starved: list[tuple[Any, float]]) 
     """The layer (among the starved ones) below which the profile falls most from the next weighted layer."""
     names = {layer.module for layer, _ in starved}
     best: tuple[Any, Any, float] = (None, None, 0.0)
-    for (layer, value), (after, value_after) in zip(known, known[1:]):
+    for (layer, value), (after, value_after) in itertools.pairwise(known):
         if layer.module in names and value_after - value > best[2]:
             best = (layer, after, value_after - value)
     return best

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -132,7 +133,7 @@ model = nn.Sequential(*layers)
 def _steepest(profile: list[ProfileEntry], peak: ProfileEntry) -> tuple[ProfileEntry, float]:
     """The step where the gradient rises most going backwards: layer i receives more than layer i + 1."""
     steep, rise = peak, 0.0
-    for earlier, later in zip(profile, profile[1:]):
+    for earlier, later in itertools.pairwise(profile):
         step = (earlier.log10_grad_rms or 0.0) - (later.log10_grad_rms or 0.0)
         if step > rise:
             steep, rise = earlier, step

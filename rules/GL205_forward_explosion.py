@@ -62,7 +62,7 @@ for m in net:
             return
         graph = ctx.graph
         layer = graph.layer_before(graph.output) or (graph.weighted_layers[-1] if graph.weighted_layers else None)
-        grown = max(((l, ctx.estimate.stats[l.output].q) for l in graph.weighted_layers if l.output in ctx.estimate.stats),
+        grown = max(((w, ctx.estimate.stats[w.output].q) for w in graph.weighted_layers if w.output in ctx.estimate.stats),
                     key=lambda item: item[1], default=(None, 0.0))[0]
         first = _first_growth(ctx, input_rms)
         where = first.module if first is not None else (layer.module if layer else "")

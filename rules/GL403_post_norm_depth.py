@@ -68,7 +68,7 @@ sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) 
                     ratios[node.name] = ratio
         if len(ratios) < self.opts["min_layers"]:
             return
-        count, path = graph.longest_path({n: 1.0 for n in ratios})
+        _count, path = graph.longest_path({n: 1.0 for n in ratios})
         norms = [n for n in path if n in ratios]
         if len(norms) < self.opts["min_layers"]:
             return

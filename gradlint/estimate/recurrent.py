@@ -71,7 +71,7 @@ def recurrent(node: NodeRecord, ctx: Context) -> Result:
     forget = None
     for layer in range(layers):
         w_ih, w_hh, *biases = params[layer * per_layer: layer * per_layer + (4 if has_biases else 2)]
-        b_ih, b_hh = (biases + [None, None])[:2]
+        b_ih, b_hh = ([*biases, None, None])[:2]
         hidden = (ctx.shape(w_hh) or (gates, 1))[1]
         fan_in = (ctx.shape(w_ih) or (1, 1))[1]
         _, wih2 = ctx.weight(w_ih)

@@ -25,7 +25,7 @@ class Stat:
     def between(self) -> float:
         return max(self.q - self.mean * self.mean - self.v, 0.0)
 
-    def scaled(self, factor: float) -> "Stat":
+    def scaled(self, factor: float) -> Stat:
         """Statistics of `factor * x`."""
         return Stat(self.mean * factor, self.q * factor * factor, self.v * factor * factor)
 
