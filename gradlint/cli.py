@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -30,7 +30,13 @@ def _split(values: tuple[str, ...]) -> list[str]:
     return [item.strip() for v in values for item in v.split(",") if item.strip()]
 
 
-class _ShardType(click.ParamType):
+if TYPE_CHECKING:  # click >= 8.2 makes ParamType generic in its value; older ones cannot be subscripted
+    _ShardBase = click.ParamType[tuple[int, int]]
+else:
+    _ShardBase = click.ParamType
+
+
+class _ShardType(_ShardBase):
     name = "I/N"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, int]:
@@ -208,7 +214,7 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
     from gradlint.report.entry import Entry
 
     by_index = dict(zip(todo, fresh))
-    reports = [by_index[i] if i in by_index else Entry(cached[i]) for i in range(len(names))]  # type: ignore[arg-type]
+    reports = [by_index[i] if i in by_index else Entry(cached[i]) for i in range(len(names))]
     if store is not None:
         for i, report in by_index.items():
             if report.ok and report.sources:
