@@ -48,7 +48,7 @@ self.heads = [nn.Linear(128, 10) for _ in range(2)]        # called, never regis
         "Confirmed when the probe measured the layer that owns the unused parameters and its weight gradient "
         "is zero or missing; otherwise (the layer never ran, or the layer is unregistered) the probe cannot tell."
     )
-    options: dict[str, Any] = {}
+    options = {}
     VALID = ("fixtures/rules/unused_cases.py:RegisteredHeads", "fixtures/cases/healthy.py:ReLUHe")
     INVALID = ("fixtures/cases/failures.py:UnusedParams", "fixtures/rules/unused_cases.py:UnregisteredDictHeads")
 

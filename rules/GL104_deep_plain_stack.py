@@ -99,7 +99,10 @@ model = nn.Sequential(*layers)
             return self.judge(finding, probe, finding.evidence["estimated_drift"] > 0)
         if not isinstance(drift, float):
             return None
-        finding.evidence["measured_log10"] = round(probe_entry(probe, bottom).log10_grad_rms, 3)
+        entry = probe_entry(probe, bottom)
+        if entry is None or entry.log10_grad_rms is None:
+            return None
+        finding.evidence["measured_log10"] = round(entry.log10_grad_rms, 3)
         threshold = float(self.opts["min_decades"])
         if (drift < -threshold) if finding.evidence["estimated_drift"] < 0 else (drift > threshold):
             return self.judge(finding, probe, True)

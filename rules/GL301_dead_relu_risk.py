@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from gradlint.probe import ProbeResult
+from gradlint.probe import ActivationMeasure, LayerMeasure, ProbeResult
 from gradlint.rule import Rule, RuleContext
 from gradlint.types import Finding, Risk, Severity
 
@@ -104,9 +104,11 @@ block = nn.Sequential(lin, nn.ReLU())
             )
 
     def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
-        measure = probe.activations.get(finding.module)
-        if measure is None or measure.kind not in ("ReLU", "ReLU6"):
-            measure = probe.layers.get(finding.evidence.get("layer"))
+        activation = probe.activations.get(finding.module)
+        measure: ActivationMeasure | LayerMeasure | None = activation
+        if activation is None or activation.kind not in ("ReLU", "ReLU6"):
+            layer = finding.evidence.get("layer")
+            measure = probe.layers.get(layer) if isinstance(layer, str) else None
         if measure is None:
             return None
         finding.evidence["measured_dead_fraction"] = round(measure.dead_fraction, 4)

@@ -98,7 +98,8 @@ attn = torch.softmax(scores, dim=-1) @ v
         if product is None:
             return None
         operands = [_operand_source(ctx, name) for name in _factors(ctx, product)]
-        if len(operands) != 2 or any(src is None for src, _ in operands):
+        sources = [src for src, _ in operands if src is not None]
+        if len(operands) != 2 or len(sources) != 2:
             return None  # a weight operand: a classifier, not attention
         scaled = scaled or any(rescaled for _, rescaled in operands)
         notes = est.notes.get(node.name, {})
@@ -110,7 +111,7 @@ attn = torch.softmax(scores, dim=-1) @ v
             return None
         d = (graph[_factors(ctx, product)[0]].shape or (1,))[-1]
         keys = notes.get("keys") or (node.shape or (1,))[-1]
-        q_a, q_b = (est.stats[src].q for src, _ in operands)  # the projections' outputs, before any scaling
+        q_a, q_b = (est.stats[src].q for src in sources)  # the projections' outputs, before any scaling
         scaled_std = math.sqrt(q_a * q_b)  # the logit std with exactly 1/sqrt(d)
         where = node.module or "<root>"
         how = "with too little scaling" if scaled else "without 1/sqrt(d) scaling"
