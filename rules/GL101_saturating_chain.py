@@ -52,6 +52,10 @@ model = nn.Sequential(*layers)
     )
     judged = True
     options = {"min_length": 3, "min_decades": 2.0}
+    option_docs = {
+        "min_length": "the fewest saturating activations in a row that make a chain",
+        "min_decades": "how many decades (powers of 10) the gradient must shrink across the chain, estimated and then measured",
+    }
     plot_activations = ("sigmoid", "tanh")  # drawn by `gradlint explain GL101 --plot`
     VALID = ("fixtures/cases/healthy.py:ShallowSigmoid", "fixtures/cases/healthy.py:SwishMLP",
              "fixtures/cases/lookalikes.py:SqrtScaledAttention",

@@ -56,6 +56,9 @@ for m in layers:
     )
     judged = True
     options = {"min_log10": -3.0}  # severity: gradlint.updates.VANISHING (fitted on bench/trainability.py)
+    option_docs = {
+        "min_log10": "a weighted layer receiving less than 10^min_log10 of the output gradient's RMS is starved",
+    }
     VALID = ("fixtures/cases/lookalikes.py:AlexNetTV", "fixtures/cases/lookalikes.py:TinyHeadTransformer",
              "fixtures/cases/lookalikes.py:LayerScaleMLP", "fixtures/cases/mlp.py:MLP(depth=6)",
              "fixtures/zoo/resnet.py:ResNet", "fixtures/cases/healthy.py:ShallowSigmoid", "fixtures/zoo/gpt2.py:GPT2",

@@ -53,6 +53,10 @@ model = nn.Sequential(*layers)
     )
     judged = True
     options = {"min_depth": 20, "min_decades": 1.5}
+    option_docs = {
+        "min_depth": "the fewest weighted layers in a stack with neither normalization nor skip connections",
+        "min_decades": "how many decades the gradient must drift across the stack, estimated and then measured",
+    }
     VALID = ("fixtures/cases/healthy.py:ReLUHe", "fixtures/zoo/resnet.py:ResNet", "fixtures/cases/healthy.py:PlainBNCNN56",
              "fixtures/zoo/vgg.py:VGG")
     INVALID = ("fixtures/cases/failures.py:DeepReLUXavier", "fixtures/cases/mlp.py:MLP(depth=30, act='tanh')")

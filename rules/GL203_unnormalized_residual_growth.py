@@ -51,6 +51,10 @@ class Net(nn.Module):
     # Estimated variance growth over the stack: UnnormalizedResNet ~2e15 (3x per block), ResidualMLPScaled
     # (1/sqrt(L) branches) 6.9x; pre-LN stacks (PreNormTransformer 3.4x, GPT2 1.5x) have normalized branches.
     options = {"min_blocks": 4, "max_growth": 100.0}
+    option_docs = {
+        "min_blocks": "the fewest residual blocks in a row without normalization or branch scaling",
+        "max_growth": "the factor the activations' mean square may grow by from the first block to the last",
+    }
     VALID = ("fixtures/cases/healthy.py:ResidualMLPScaled", "fixtures/zoo/resnet.py:ResNet", "fixtures/zoo/gpt2.py:GPT2",
              "fixtures/cases/healthy.py:PreNormTransformer")
     INVALID = ("fixtures/cases/failures.py:UnnormalizedResNet",)

@@ -49,6 +49,10 @@ for m in net:
     # Fitted by bench/trainability.py --fit (feature output_gain, shared with gradlint.updates.EXPLODING):
     # models whose output exceeds the input by min_log10 decades fail with SGD; by error_log10, with Adam too.
     options = {"min_log10": EXPLODING["signal_warning"], "error_log10": EXPLODING["signal_error"]}
+    option_docs = {
+        "min_log10": "an output RMS at least 10^min_log10 times the input's is flagged",
+        "error_log10": "at 10^error_log10 times the input's RMS or more the finding is an error, not a warning",
+    }
     VALID = ("fixtures/cases/explosion.py:DefaultTwoLayer", "fixtures/cases/explosion.py:LargeThenNorm",
              "fixtures/cases/healthy.py:ReLUHe", "fixtures/zoo/resnet.py:ResNet", "fixtures/zoo/gpt2.py:GPT2")
     INVALID = ("fixtures/cases/explosion.py:UniformHundred", "fixtures/cases/failures.py:LargeInitReLU")

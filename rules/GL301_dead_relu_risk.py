@@ -41,6 +41,9 @@ block = nn.Sequential(lin, nn.ReLU())
         "batch), at the nn.ReLU module or at the weighted layer feeding it."
     )
     options = {"min_active": 0.1}
+    option_docs = {
+        "min_active": "a ReLU-family activation whose inputs are positive less than this fraction of the time is flagged",
+    }
     plot_activations = ("relu", "gelu")  # drawn by `gradlint explain GL301 --plot`
     VALID = ("fixtures/cases/healthy.py:ReLUPositiveBias", "fixtures/cases/healthy.py:ReLUHe",
              "fixtures/zoo/resnet.py:ResNet")

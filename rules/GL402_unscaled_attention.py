@@ -62,6 +62,12 @@ attn = torch.softmax(scores, dim=-1) @ v
     # q and k's update may trail the fastest layer's (gradlint.updates.VANISHING, fitted).
     options = {"max_logit_std": 3.0, "max_scale_ratio": 2.0,
                "lag_warning": VANISHING["lag_warning"], "lag_error": VANISHING["lag_error"]}
+    option_docs = {
+        "max_logit_std": "attention logits with a predicted std above this saturate the softmax",
+        "max_scale_ratio": "an explicit `scale` this many times the default 1/sqrt(d) or more is flagged (with logits above max_logit_std)",
+        "lag_warning": "decades the query and key projections' update may trail the fastest layer's before a warning",
+        "lag_error": "decades the query and key projections' update may trail the fastest layer's before an error",
+    }
     VALID = ("fixtures/cases/healthy.py:ScaledAttention", "fixtures/zoo/gpt2.py:GPT2", "fixtures/zoo/vit.py:ViT",
              "fixtures/zoo/bert.py:BERT", "fixtures/zoo/t5.py:T5")
     INVALID = ("fixtures/cases/failures.py:UnscaledAttention", "fixtures/rules/attention_cases.py:SDPAExplicitScale",
