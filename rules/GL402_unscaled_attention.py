@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from gradlint.estimate.table import Family
 from gradlint.graph import NodeKind, NodeRecord, Ref
 from gradlint.probe import ProbeResult
-from gradlint.rule import Rule, RuleContext, probe_entry
+from gradlint.rule import Rule, RuleContext
 from gradlint.types import Finding, Risk, Severity
 from gradlint.updates import VANISHING, Updates, severity_for
 
