@@ -22,12 +22,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
 
-from bench._fixtures import case_targets, mlp_targets, zoo_targets  # noqa: E402
+from bench._fixtures import case_targets, mlp_targets, zoo_targets
 
 SEEDS = (0, 1, 2)
 QUICK_ACTS = ["relu", "tanh", "sigmoid", "gelu", "selu", "hardtanh"]

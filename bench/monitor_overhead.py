@@ -18,9 +18,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "zoo"))
 
-import gradlint  # noqa: E402
-from gpt2 import GPT2  # noqa: E402
-from resnet import ResNet  # noqa: E402
+import gradlint
+from gpt2 import GPT2
+from resnet import ResNet
 
 
 def _resnet() -> tuple[nn.Module, torch.Tensor, torch.Tensor, str]:

@@ -16,15 +16,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
 
-from bench.accuracy import SEEDS, measure, percentile, weighted_modules  # noqa: E402
-from gradlint.inputs import resolve_inputs  # noqa: E402
-from gradlint.load import load_target, restored_interpreter_state  # noqa: E402
-from gradlint.probe import run_probe  # noqa: E402
+from bench.accuracy import SEEDS, measure, percentile, weighted_modules
+from gradlint.inputs import resolve_inputs
+from gradlint.load import load_target, restored_interpreter_state
+from gradlint.probe import run_probe
 
 MODELS = (
     "fixtures/zoo/resnet.py:ResNet",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -25,10 +26,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.console import Console
+from rich.table import Table
 
-from bench._fixtures import ROOT, zoo_targets  # noqa: E402
+from bench._fixtures import ROOT, zoo_targets
 
 # Real sizes, by zoo file; files not listed run at their defaults. --input keeps the images at 64x64
 # (224x224 for ViT-B/16, whose patch grid needs it) so a probe fits on 2 cores.
@@ -201,11 +202,11 @@ def measure(target: str, inputs: list[str]) -> Row:
 
 
 def _s(x: Any) -> str:
-    return "—" if x is None or x != x else f"{x:.1f}"
+    return "—" if x is None or math.isnan(x) else f"{x:.1f}"
 
 
 def _ratio(num: Any, den: Any) -> str:
-    return f"{num / den:.1f}x" if num and den and num == num and den == den else "—"
+    return f"{num / den:.1f}x" if num and den and not math.isnan(num) and not math.isnan(den) else "—"
 
 
 COLUMNS = ("model", "load", "capture", "estimate", "rules", "probe", "check --no-probe", "check",

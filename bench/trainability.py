@@ -25,6 +25,7 @@ tokens (per-sequence outputs), or each token's class under a fixed random table 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -35,17 +36,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-from gradlint.inputs import resolve_inputs  # noqa: E402
-from gradlint.load import load_target, restored_interpreter_state  # noqa: E402
-from gradlint.pipeline import CheckOptions, TargetReport, check_target  # noqa: E402
-from gradlint.probe import first_tensor  # noqa: E402
-from gradlint.registry import all_rules  # noqa: E402
-from gradlint.types import Severity  # noqa: E402
-from gradlint.updates import Updates  # noqa: E402
+from gradlint.inputs import resolve_inputs
+from gradlint.load import load_target, restored_interpreter_state
+from gradlint.pipeline import CheckOptions, TargetReport, check_target
+from gradlint.probe import first_tensor
+from gradlint.registry import all_rules
+from gradlint.types import Severity
+from gradlint.updates import Updates
 
 STEPS = 300
 NOISE = 0.25  # pixel noise of the generated digits (strokes are 0.5-1.5)
@@ -389,7 +390,7 @@ def fit(rows: list[Row], start: list[tuple[float, float]]) -> list[tuple[float, 
     for _ in range(4):
         for i, (name, sign, _) in enumerate(FITTED):
             values = sorted({sign * r.features[name] for r in rows if name in r.features})
-            candidates = [(a + b) / 2 for a, b in zip(values, values[1:])] + [math.inf]
+            candidates = [(a + b) / 2 for a, b in itertools.pairwise(values)] + [math.inf]
             for which in (0, 1):
                 best, best_value = objective(cuts), cuts[i][which]
                 for t in candidates:
@@ -435,7 +436,7 @@ def main() -> None:
     print(f"{'model':62s} {'SGD':8s} {'Adam':8s} {'move':>6s} {'expected':8s} {'gradlint':8s} {'':5s} codes")
     saved = {r["target"]: r for r in json.loads(Path(opts.replay).read_text())} if opts.replay else {}
     for target in grid(opts.quick):
-        if opts.only and opts.only not in target or (opts.replay and target not in saved):
+        if (opts.only and opts.only not in target) or (opts.replay and target not in saved):
             continue
         row = run_one(target, opts.steps, opts.data, options, saved.get(target) if opts.replay else None)
         if isinstance(row, str):

@@ -19,14 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.console import Console
+from rich.table import Table
 
-from bench._fixtures import case_targets, zoo_targets  # noqa: E402
-from gradlint.pipeline import CheckOptions, TargetReport, check_target  # noqa: E402
-from gradlint.registry import all_rules, builtin_rules_dir, load_rule_dir  # noqa: E402
-from gradlint.rule import Rule  # noqa: E402
-from gradlint.types import GradlintError, Severity  # noqa: E402
+from bench._fixtures import case_targets, zoo_targets
+from gradlint.pipeline import CheckOptions, TargetReport, check_target
+from gradlint.registry import all_rules, builtin_rules_dir, load_rule_dir
+from gradlint.rule import Rule
+from gradlint.types import GradlintError, Severity
 
 # MLP configurations whose verdict the literature settles (fixtures/cases/mlp.py docstring).
 MLP_EXPECTED: dict[str, bool] = {

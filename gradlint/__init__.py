@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from gradlint.api import check
     from gradlint.monitoring import Monitor, monitor
 
-__all__ = ["check", "monitor", "Monitor", "__version__"]
+__all__ = ["Monitor", "__version__", "check", "monitor"]
 
 
 def __getattr__(name: str) -> Any:

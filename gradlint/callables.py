@@ -72,7 +72,7 @@ def check_module(location: str, is_file: bool, raw: str) -> None:
             raise GradlintError(ErrorKind.LOAD, f"Target {raw!r}: {location} is a file of Python's standard library, "
                                                 f"which defines no model. {_POLICY}")
         return
-    top = location.split(".")[0]
+    top = location.split(".", maxsplit=1)[0]
     try:
         spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
@@ -111,7 +111,7 @@ def _refusal(obj: Any, depth: int) -> str | None:
     except ValueError:
         return "its __wrapped__ chain is a cycle"
     if not isinstance(function, types.FunctionType):
-        call = getattr(type(function), "__call__", None)
+        call = getattr(type(function), "__call__", None)  # noqa: B004 -- reads the method itself, not a callable test
         if not inspect.isroutine(function) and isinstance(call, types.FunctionType):
             return _refusal(call, depth + 1)  # an instance whose class defines __call__ in Python
         return (f"it is {_qualified(function)}, a built-in or C-implemented callable, not a Python function that "
@@ -144,14 +144,14 @@ def _qualified(obj: Any) -> str:
     return f"{module}.{name}" if module and module != "builtins" else f"builtins.{name}" if module else str(name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _distributions(top: str) -> tuple[str, ...]:
     from importlib import metadata
 
     return tuple(metadata.packages_distributions().get(top, ()))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _depends_on_torch(distribution: str) -> bool:
     """The distribution requires torch, directly or in an extra (transformers lists it as one)."""
     from importlib import metadata

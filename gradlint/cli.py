@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -29,7 +30,13 @@ def _split(values: tuple[str, ...]) -> list[str]:
     return [item.strip() for v in values for item in v.split(",") if item.strip()]
 
 
-class _ShardType(click.ParamType):
+if TYPE_CHECKING:  # click >= 8.2 makes ParamType generic in its value; older ones cannot be subscripted
+    _ShardBase = click.ParamType[tuple[int, int]]
+else:
+    _ShardBase = click.ParamType
+
+
+class _ShardType(_ShardBase):
     name = "I/N"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, int]:
@@ -209,7 +216,7 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
     from gradlint.report.entry import Entry
 
     by_index = dict(zip(todo, fresh))
-    reports = [by_index[i] if i in by_index else Entry(cached[i]) for i in range(len(names))]  # type: ignore[arg-type]
+    reports = [by_index[i] if i in by_index else Entry(cached[i]) for i in range(len(names))]
     if store is not None:
         for i, report in by_index.items():
             if report.ok and report.sources:
@@ -251,7 +258,7 @@ def _finish(reports: list[Any], found: Any, fmt: str, output: str | None, rules:
     """Write the report (or the statistics), say what discovery skipped, and exit with the run's status."""
     from gradlint.report import exit_code
 
-    if statistics:  # ruff: the counts replace the findings
+    if statistics:  # as in ruff --statistics, the counts replace the findings
         _statistics(reports, fmt, output)
     else:
         _emit(reports, fmt, output, rules, threshold, quiet=quiet, color=color, lines=lines)
@@ -389,7 +396,7 @@ def _emit(reports: list[Any], fmt: str, output: str | None, rules: list[Any], fa
         return importlib.import_module(f"gradlint.report.{name}")
 
     try:
-        stream = open(output, "w", encoding="utf-8") if output else None
+        stream = open(output, "w", encoding="utf-8") if output else None  # noqa: SIM115 -- closed below, where a full disk fails
     except OSError as exc:
         raise UsageError(f"Cannot write the report to {output}: {exc.strerror}.") from None
     try:
@@ -409,10 +416,8 @@ def _emit(reports: list[Any], fmt: str, output: str | None, rules: list[Any], fa
         raise UsageError(f"Cannot write the report to {output}: {exc.strerror or exc}.") from None
     finally:
         if stream is not None and not stream.closed:
-            try:
+            with contextlib.suppress(OSError):
                 stream.close()
-            except OSError:
-                pass
 
 
 def _statistics(reports: list[Any], fmt: str, output: str | None) -> None:

@@ -53,7 +53,7 @@ def is_path_target(raw: str) -> bool:
     text = raw.strip()
     if os.path.exists(text):
         return True
-    drive, rest = os.path.splitdrive(text)
+    _drive, rest = os.path.splitdrive(text)
     return ":" not in rest and "(" not in rest
 
 
@@ -112,7 +112,7 @@ def _torch_module_name(qualified: str) -> bool:
     last = qualified.rsplit(".", 1)[-1]
     if qualified.startswith(_TORCH_PREFIXES) and last[:1].isupper():
         return qualified.count(".") == 2 or qualified.startswith("torch.nn.modules.")
-    return last == "LightningModule" and qualified.split(".")[0] in ("lightning", "pytorch_lightning")
+    return last == "LightningModule" and qualified.split(".", maxsplit=1)[0] in ("lightning", "pytorch_lightning")
 
 
 def _qualify(name: str, imports: dict[str, Imported]) -> tuple[str, Imported | None]:

@@ -22,11 +22,19 @@ def plot_activations(rule: type[Rule]) -> tuple[str, ...]:
     return tuple(getattr(rule, "plot_activations", ()))
 
 
+def option_type(default: object) -> str:
+    """An option's type in TOML's words, read from its default (the config loader accepts the same kind)."""
+    if isinstance(default, bool):
+        return "boolean"
+    return {int: "integer", float: "number", str: "string", list: "array", tuple: "array"}.get(type(default), type(default).__name__)
+
+
 def rule_markdown(rule: type[Rule], level: int = 1) -> str:
     """One rule's page: summary, severity and risk, why, example, fix, probe criterion, options, references."""
     h1, h2 = "#" * level, "#" * (level + 1)
     refs = "\n".join(f"- {r}" for r in rule.references)
-    options = "\n".join(f"- `{k}` = `{v!r}`" for k, v in rule.options.items())
+    options = "\n".join(f"- `{k}` ({option_type(v)}, default `{v!r}`)" + (f": {rule.option_docs[k]}" if k in rule.option_docs else "")
+                        for k, v in rule.options.items())
     acts = plot_activations(rule)
     plot = (f"*Activations:* {', '.join(acts)}; `gradlint explain {rule.code} --plot` draws φ and φ'.\n\n"
             if acts else "")

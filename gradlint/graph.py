@@ -228,7 +228,8 @@ class ModelGraph:
         """Nodes on some path from `start` to `end` (both excluded)."""
         import networkx as nx
 
-        return (nx.descendants(self.nx, start) & nx.ancestors(self.nx, end)) - {start, end}
+        found: set[str] = (nx.descendants(self.nx, start) & nx.ancestors(self.nx, end)) - {start, end}
+        return found
 
     def reachable_avoiding(self, start: str, end: str, avoid: set[str]) -> bool:
         """Whether `end` can be reached from `start` without passing through `avoid`: a bypass (skip)."""

@@ -36,7 +36,7 @@ class InputSpec:
     name: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "InputSpec":
+    def parse(cls, text: str) -> InputSpec:
         match = _SPEC_RE.match(text)
         if not match or match["dtype"] not in _DTYPES:
             raise GradlintError(
@@ -118,9 +118,9 @@ def _from_signature(model: nn.Module, device: torch.device, generator: torch.Gen
         size = getattr(config, "image_size", None) or 224
         height, width = (size, size) if isinstance(size, int) else tuple(size)[:2]
         shape: tuple[int, ...] = (batch, channels, int(height), int(width))
-    elif first == "input_features" and getattr(config, "num_mel_bins", None):
+    elif first == "input_features" and (mel_bins := getattr(config, "num_mel_bins", None)):
         frames = 2 * int(getattr(config, "max_source_positions", 1500))  # two stride-1/2 convolutions ahead of the encoder
-        shape = (batch, int(config.num_mel_bins), frames)
+        shape = (batch, int(mel_bins), frames)
     elif first == "input_values":
         shape = (batch, 16000)  # one second of 16 kHz audio
     else:

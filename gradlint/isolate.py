@@ -63,7 +63,7 @@ def check_isolated(target: str, forwarded: list[str], limits: Limits) -> Entry:
         out = os.path.join(folder, "report.json")
         command = [sys.executable, "-m", "gradlint.cli", "check", target, "--in-process", "--format", "json", "-o", out, "-v", *forwarded]
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 start_new_session=True, preexec_fn=_limiter(limits.memory))
+                                 start_new_session=True, preexec_fn=_limiter(limits.memory))  # noqa: PLW1509 -- setrlimit must run in the child; see _limiter
         try:
             _, err = child.communicate(timeout=limits.timeout)
         except subprocess.TimeoutExpired:

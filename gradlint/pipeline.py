@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from torch import nn
 
 from gradlint.call import Call, unwrap
@@ -21,7 +20,7 @@ from gradlint.discovery import discovered
 from gradlint.estimate import Estimate, estimate
 from gradlint.graph import ModelGraph
 from gradlint.inputs import InputSpec, ResolvedInputs, resolve_inputs
-from gradlint.load import LoadedModel, load_target, restored_interpreter_state
+from gradlint.load import load_target, restored_interpreter_state
 from gradlint.grouping import group
 from gradlint.measurable import batch_for_batch_norm, with_default_init, zero_head
 from gradlint.probe import ProbeResult, run_probe
@@ -229,9 +228,9 @@ def analyse(model: nn.Module, report: TargetReport, options: CheckOptions, recor
                 probe_notes.append(f"{why}; the probe used batch {needed} instead")
             else:
                 probe_notes.append(f"{why}; give a larger batch (--input) for a meaningful measurement")
-        layers = [(l.module, l.kind, l.weight) for l in graph.weighted_layers]
+        layers = [(layer.module, layer.kind, layer.weight) for layer in graph.weighted_layers]
         try:
-            final = frozenset(l.module for l in graph.weighted_layers if l.output == graph.output)
+            final = frozenset(layer.module for layer in graph.weighted_layers if layer.output == graph.output)
             report.probe = run_probe(model, probe_call, layers, timeout=options.probe_timeout, max_params=options.probe_max_params,
                                      device=options.device, final=final)
         except GradlintError as exc:

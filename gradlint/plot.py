@@ -81,8 +81,8 @@ def terminal(names: Sequence[str], width: int = WIDTH, height: int = HEIGHT) -> 
     out = Text()
     for name in names:
         curve = sample(name, 2 * width)
-        lo = min(min(curve.phi), min(curve.grad))
-        hi = max(max(curve.phi), max(curve.grad))
+        lo = min(*curve.phi, *curve.grad)
+        hi = max(*curve.phi, *curve.grad)
         hi = hi if hi > lo else lo + 1.0
         rows = 4 * height
         cells: dict[tuple[int, int], int] = {}

@@ -198,6 +198,7 @@ def run_probe(model: nn.Module, call: Call, layers: list[tuple[str, str, str]], 
     start = time.perf_counter()
     with preserved_global_state():
         torch.manual_seed(seed)
+        twin: nn.Module | None
         try:
             twin = copy.deepcopy(model)
             if device is not None:  # e.g. probe on a GPU: the copy moves, the user's model stays where it is
@@ -279,7 +280,7 @@ def _measure(twin: nn.Module, call: Call, layers: list[tuple[str, str, str]], se
             loss = (y * g).sum()
             outs = [captured[p] for p, _, _ in layers if p in captured]
             weights = []
-            for path, _, wname in layers:
+            for _path, _, wname in layers:
                 param = named.get(wname)
                 weights.append(param)
             targets = outs + [w for w in weights if w is not None and w.requires_grad]
@@ -384,7 +385,7 @@ def measure_activation(path: str, kind: str, h: torch.Tensor) -> ActivationMeasu
     limit = SATURATING.get(kind)
     if not h.numel():
         saturated = 0.0
-    elif kind == "LogSigmoid":
+    elif kind == "LogSigmoid" and limit is not None:
         saturated = float((h > limit).float().mean())
     elif kind == "Hardsigmoid":
         saturated = float((h.abs() >= 3.0).float().mean())

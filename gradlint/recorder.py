@@ -44,7 +44,7 @@ class InitCall:
 class ConstructionRecord:
     """What the recorder saw. Keyed weakly, so it never keeps the user's objects alive."""
 
-    sites: "weakref.WeakKeyDictionary[nn.Module, SourceLocation]" = field(default_factory=weakref.WeakKeyDictionary)
+    sites: weakref.WeakKeyDictionary[nn.Module, SourceLocation] = field(default_factory=weakref.WeakKeyDictionary)
     _inits: dict[int, InitCall] = field(default_factory=dict)
     _keep: list[torch.Tensor] = field(default_factory=list)
     _aliases: dict[int, int] = field(default_factory=dict)
@@ -116,11 +116,11 @@ def recording() -> Iterator[ConstructionRecord]:
 
     module_init = nn.Module.__init__
 
-    def recording_init(module: nn.Module, *args: Any, **kwargs: Any) -> None:
-        module_init(module, *args, **kwargs)
-        site = user_frame(sys._getframe(1), skip_self=module)  # the line that constructed it
+    def recording_init(self: nn.Module, *args: Any, **kwargs: Any) -> None:  # `self`: nn.Module.__init__'s own name
+        module_init(self, *args, **kwargs)
+        site = user_frame(sys._getframe(1), skip_self=self)  # the line that constructed it
         if site is not None:
-            record.sites[module] = site
+            record.sites[self] = site
 
     originals = {name: getattr(nn.init, name) for name in INIT_FUNCTIONS}
     with ExitStack() as stack:
@@ -137,7 +137,7 @@ def recording() -> Iterator[ConstructionRecord]:
 
 def class_location(module: nn.Module) -> SourceLocation | None:
     """Where the module's class is defined (the line a class-level suppression sits on)."""
-    return _class_location(type(module))
+    return _class_location(type(module))  # type: ignore[arg-type]  # classes are hashable; mypy checks their unbound __hash__
 
 
 @functools.lru_cache(maxsize=1024)

@@ -93,6 +93,10 @@ def all_rules(extra_dirs: Iterable[str] = ()) -> list[type[Rule]]:
         for rule in group:
             if rule.code in rules and rules[rule.code] is not rule:
                 raise GradlintError(ErrorKind.LOAD, f"Two rules claim code {rule.code}: {rules[rule.code].__module__} and {rule.__module__}.")
+            stray = sorted(set(rule.option_docs) - set(rule.options))
+            if stray:
+                raise GradlintError(ErrorKind.LOAD, f"Rule {rule.code} ({rule.__module__}) documents `{stray[0]}` in option_docs, "
+                                                    f"which is not one of its options ({', '.join(sorted(rule.options)) or 'none'}).")
             rules[rule.code] = rule
     _SEEN.update(rules)
     return sorted(rules.values(), key=lambda r: r.code)

@@ -33,7 +33,7 @@ MIN_GAIN_DECADES = 1.0  # a fix must move the worst affected layer by at least t
 @dataclass(frozen=True)
 class Scheme:
     code: str  # what the user pastes, with `w` the layer's weight
-    apply: Callable[[torch.Tensor], None]
+    apply: Callable[[torch.Tensor], object]  # an nn.init call: it fills the tensor in place
 
 
 # the standard calls for each kind of activation the estimator finds: rectifiers (φ' = 0 left of 0) get
@@ -49,7 +49,7 @@ TANH_LIKE = (
            lambda w: nn.init.xavier_normal_(w, gain=nn.init.calculate_gain("tanh"))),
 )
 SMOOTH = (
-    Scheme("nn.init.xavier_normal_(w)", lambda w: nn.init.xavier_normal_(w)),
+    Scheme("nn.init.xavier_normal_(w)", nn.init.xavier_normal_),
     Scheme("nn.init.kaiming_normal_(w, nonlinearity='linear')", lambda w: nn.init.kaiming_normal_(w, nonlinearity="linear")),
 )
 SCHEMES = RECTIFIER + TANH_LIKE + SMOOTH
@@ -112,9 +112,9 @@ def _best_scheme(span: tuple[str, ...], model: nn.Module, graph: ModelGraph, rec
     results: list[tuple[float, Scheme, dict[str, float | None]]] = []
     for scheme in schemes:
         after = _profile(_reinitialised(model, span, scheme), graph, record, tensors)
-        values = [after.get(m) for m in span]
-        if all(v is not None and math.isfinite(v) for v in values):
-            spread = max(values) - min(values)  # type: ignore[type-var]
+        finite = [v for v in (after.get(m) for m in span) if v is not None and math.isfinite(v)]
+        if len(finite) == len(span):
+            spread = max(finite) - min(finite)
             results.append((spread, scheme, after))
     worst_before = _worst(before, span)
     if not results or worst_before is None:
@@ -149,9 +149,12 @@ def _reinitialised(model: nn.Module, span: tuple[str, ...], scheme: Scheme) -> n
         torch.manual_seed(0)
         for path in span:
             module = twin.get_submodule(path)
-            scheme.apply(module.weight)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
+            weight, bias = module.weight, getattr(module, "bias", None)
+            if not isinstance(weight, torch.Tensor):
+                raise TypeError(f"{path}.weight is a {type(weight).__name__}, not a tensor")
+            scheme.apply(weight)
+            if bias is not None:
+                nn.init.zeros_(bias)
     return twin
 
 

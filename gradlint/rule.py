@@ -82,6 +82,9 @@ class Rule:
     references: ClassVar[tuple[str, ...]] = ()
     probe_criterion: ClassVar[str] = ""
     options: ClassVar[dict[str, Any]] = {}  # thresholds, overridable in [tool.gradlint.thresholds]
+    # What each option bounds, one line each, in the rule's own units: shown with its type and default by
+    # `explain` and docs/rules.md. The default's type is the option's type (checked at config load).
+    option_docs: ClassVar[dict[str, str]] = {}
     # When a finding's severity differs from `severity` (a larger effect escalates it), in words: shown
     # wherever severities are listed (`gradlint rules`, `explain`, docs/rules.md).
     escalation: ClassVar[str] = ""

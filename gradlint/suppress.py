@@ -9,6 +9,7 @@ import io
 import linecache
 import re
 import tokenize
+from typing import Literal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,7 @@ class Suppression:
     used: bool = False
 
 
-def comment_at(location: SourceLocation | None) -> frozenset[str] | None | bool:
+def comment_at(location: SourceLocation | None) -> frozenset[str] | Literal[False] | None:
     """The codes suppressed on that line, None for all, False when the line has no suppression."""
     if location is None:
         return False
@@ -83,10 +84,10 @@ class Suppressor:
                 return True
         hit = False
         for spot in self._candidates(finding):
-            codes = comment_at(spot)
-            if codes is False:
+            marked = comment_at(spot)
+            if marked is False:
                 continue
-            entry = self.seen.setdefault(spot, Suppression(spot, codes))  # type: ignore[arg-type]
+            entry = self.seen.setdefault(spot, Suppression(spot, marked))
             if _applies(entry.codes, finding):
                 entry.used = True
                 hit = True
@@ -95,7 +96,7 @@ class Suppressor:
     def scan_file(self, path: str) -> list[Suppression]:
         """Every suppression comment in a file, so unused ones can be reported. Only real comments
         count: a docstring that shows the syntax is not a suppression."""
-        found = []
+        found: list[Suppression] = []
         try:
             tokens = list(tokenize.generate_tokens(io.StringIO("".join(linecache.getlines(path))).readline))
         except (tokenize.TokenError, SyntaxError):

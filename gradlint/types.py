@@ -95,10 +95,10 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)
     # a fix applied to the model's weights and re-estimated: {"fix", "layers", "log10_ratio_before", "log10_ratio_after"}
     fix_check: dict[str, Any] | None = None
-    related: list["Finding"] = field(default_factory=list)  # other findings with the same cause (see grouping)
+    related: list[Finding] = field(default_factory=list)  # other findings with the same cause (see grouping)
     step: int | None = None  # gradlint.monitor: the training step at which the measurement first showed it
 
-    def members(self) -> list["Finding"]:
+    def members(self) -> list[Finding]:
         return [self, *self.related]
 
     def to_dict(self) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def forward(self, x):
         "None: the probe runs the same forward on the same example input, so it cannot see the branch "
         "that was not taken."
     )
-    options: dict[str, object] = {}
+    options = {}
     VALID = ("fixtures/rules/capture_cases.py:PlainBranchFree", "fixtures/cases/healthy.py:ReLUHe")
     INVALID = ("fixtures/rules/capture_cases.py:ValueBranch",)
 

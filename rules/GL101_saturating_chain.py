@@ -54,6 +54,10 @@ model = nn.Sequential(*layers)
     )
     judged = True
     options = {"min_length": 3, "min_decades": 2.0}
+    option_docs = {
+        "min_length": "the fewest saturating activations in a row that make a chain",
+        "min_decades": "how many decades (powers of 10) the gradient must shrink across the chain, estimated and then measured",
+    }
     plot_activations = ("sigmoid", "tanh")  # drawn by `gradlint explain GL101 --plot`
     VALID = ("fixtures/cases/healthy.py:ShallowSigmoid", "fixtures/cases/healthy.py:SwishMLP",
              "fixtures/cases/lookalikes.py:SqrtScaledAttention",
@@ -72,7 +76,7 @@ model = nn.Sequential(*layers)
             for prev in _previous_saturating(ctx, est.pointwise[name].root, set(saturating)):
                 if len(chain.get(prev, [])) > len(best):
                     best = chain[prev]
-            chain[name] = best + [name]
+            chain[name] = [*best, name]
         reported: set[str] = set()
         for name in reversed(graph.order):
             links = chain.get(name)

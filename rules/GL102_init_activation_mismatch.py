@@ -74,6 +74,11 @@ for _ in range(30):
     )
     judged = True
     options = {"min_decades": 1.5, "layer_tolerance": 0.1, "min_layers": 3}
+    option_docs = {
+        "min_decades": "how many decades the gradient must drift over a run of mismatched layers, estimated and then measured",
+        "layer_tolerance": "a layer whose init changes the gradient by at most this many decades counts as matched and is skipped",
+        "min_layers": "the fewest mismatched layers drifting the same way that make a run",
+    }
     plot_activations = ("relu", "tanh")  # drawn by `gradlint explain GL102 --plot`
     VALID = ("fixtures/cases/healthy.py:ReLUHe", "fixtures/cases/healthy.py:TanhLeCun",
              "fixtures/cases/lookalikes.py:AlexNetTV", "fixtures/cases/lookalikes.py:SEResidualNet",

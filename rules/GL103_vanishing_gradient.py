@@ -3,6 +3,7 @@ gradient, and no path around them brings it back."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,9 @@ for m in layers:
     )
     judged = True
     options = {"min_log10": -3.0}  # severity: gradlint.updates.VANISHING (fitted on bench/trainability.py)
+    option_docs = {
+        "min_log10": "a weighted layer receiving less than 10^min_log10 of the output gradient's RMS is starved",
+    }
     VALID = ("fixtures/cases/lookalikes.py:AlexNetTV", "fixtures/cases/lookalikes.py:TinyHeadTransformer",
              "fixtures/cases/lookalikes.py:LayerScaleMLP", "fixtures/cases/mlp.py:MLP(depth=6)",
              "fixtures/zoo/resnet.py:ResNet", "fixtures/cases/healthy.py:ShallowSigmoid", "fixtures/zoo/gpt2.py:GPT2",
@@ -128,7 +132,7 @@ def _steepest(known: list[tuple[Any, float]], starved: list[tuple[Any, float]]) 
     """The layer (among the starved ones) below which the profile falls most from the next weighted layer."""
     names = {layer.module for layer, _ in starved}
     best: tuple[Any, Any, float] = (None, None, 0.0)
-    for (layer, value), (after, value_after) in zip(known, known[1:]):
+    for (layer, value), (after, value_after) in itertools.pairwise(known):
         if layer.module in names and value_after - value > best[2]:
             best = (layer, after, value_after - value)
     return best

@@ -54,6 +54,10 @@ model = nn.Sequential(*layers)
     )
     judged = True
     options = {"min_depth": 20, "min_decades": 1.5}
+    option_docs = {
+        "min_depth": "the fewest weighted layers in a stack with neither normalization nor skip connections",
+        "min_decades": "how many decades the gradient must drift across the stack, estimated and then measured",
+    }
     VALID = ("fixtures/cases/healthy.py:ReLUHe", "fixtures/zoo/resnet.py:ResNet", "fixtures/cases/healthy.py:PlainBNCNN56",
              "fixtures/zoo/vgg.py:VGG")
     INVALID = ("fixtures/cases/failures.py:DeepReLUXavier", "fixtures/cases/mlp.py:MLP(depth=30, act='tanh')")
@@ -100,7 +104,10 @@ model = nn.Sequential(*layers)
             return self.judge(finding, probe, finding.evidence["estimated_drift"] > 0)
         if not isinstance(drift, float):
             return None
-        finding.evidence["measured_log10"] = round(probe_entry(probe, bottom).log10_grad_rms, 3)
+        entry = probe_entry(probe, bottom)
+        if entry is None or entry.log10_grad_rms is None:
+            return None
+        finding.evidence["measured_log10"] = round(entry.log10_grad_rms, 3)
         threshold = float(self.opts["min_decades"])
         if (drift < -threshold) if finding.evidence["estimated_drift"] < 0 else (drift > threshold):
             return self.judge(finding, probe, True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,10 @@ model = nn.Sequential(*layers)
     # embedding) or a BN stack (GL202's business) raises the raw profile without any layer exploding.
     judged = True
     options = {"max_log10": math.log10(70), "error_log10": 4.0}
+    option_docs = {
+        "max_log10": "a layer receiving more than 10^max_log10 times the output gradient's RMS is flagged (log10 70 by default)",
+        "error_log10": "above 10^error_log10 times the output gradient the finding is an error, not a warning",
+    }
     VALID = ("fixtures/cases/healthy.py:PlainBNCNN56", "fixtures/zoo/resnet.py:ResNet", "fixtures/zoo/vgg.py:VGG",
              "fixtures/zoo/gpt2.py:GPT2", "fixtures/zoo/llama.py:Llama(n_layers=8)")
     INVALID = ("fixtures/cases/failures.py:ChaoticTanh", "fixtures/cases/failures.py:LargeInitReLU")
@@ -134,7 +139,7 @@ model = nn.Sequential(*layers)
 def _steepest(profile: list[ProfileEntry], peak: ProfileEntry) -> tuple[ProfileEntry, float]:
     """The step where the gradient rises most going backwards: layer i receives more than layer i + 1."""
     steep, rise = peak, 0.0
-    for earlier, later in zip(profile, profile[1:]):
+    for earlier, later in itertools.pairwise(profile):
         step = (earlier.log10_grad_rms or 0.0) - (later.log10_grad_rms or 0.0)
         if step > rise:
             steep, rise = earlier, step

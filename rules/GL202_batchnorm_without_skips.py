@@ -56,6 +56,10 @@ model = nn.Sequential(*layers)
     # (its global pooling divides the per-element gradient by 64 before the stack starts).
     judged = True
     options = {"min_depth": 10, "min_decades": 2.0}
+    option_docs = {
+        "min_depth": "the fewest BatchNorm layers in a stack with no skip connection around them",
+        "min_decades": "how many decades the gradient must grow down the stack, estimated and then measured",
+    }
     VALID = ("fixtures/cases/healthy.py:PlainBNCNN56", "fixtures/zoo/resnet.py:ResNet", "fixtures/zoo/vgg.py:VGG",
              "fixtures/zoo/densenet.py:DenseNet")
     INVALID = ("fixtures/cases/failures.py:DeepBNReLUMLP",)

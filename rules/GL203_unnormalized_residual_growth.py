@@ -52,6 +52,10 @@ class Net(nn.Module):
     # Estimated variance growth over the stack: UnnormalizedResNet ~2e15 (3x per block), ResidualMLPScaled
     # (1/sqrt(L) branches) 6.9x; pre-LN stacks (PreNormTransformer 3.4x, GPT2 1.5x) have normalized branches.
     options = {"min_blocks": 4, "max_growth": 100.0}
+    option_docs = {
+        "min_blocks": "the fewest residual blocks in a row without normalization or branch scaling",
+        "max_growth": "the factor the activations' mean square may grow by from the first block to the last",
+    }
     VALID = ("fixtures/cases/healthy.py:ResidualMLPScaled", "fixtures/zoo/resnet.py:ResNet", "fixtures/zoo/gpt2.py:GPT2",
              "fixtures/cases/healthy.py:PreNormTransformer")
     INVALID = ("fixtures/cases/failures.py:UnnormalizedResNet",)
@@ -93,9 +97,10 @@ class Net(nn.Module):
 
     def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
         layers = probe.layers
-        first, last = layers.get(finding.evidence.get("first_layer")), layers.get(finding.evidence.get("last_layer"))
+        names = (finding.evidence.get("first_layer"), finding.evidence.get("last_layer"))
+        first, last = (layers.get(name) if isinstance(name, str) else None for name in names)
         expected = finding.evidence.get("estimated_layer_decades")
-        if first is None or last is None or expected is None:
+        if first is None or last is None or not isinstance(expected, (int, float)):
             return None
         if first.nonfinite or last.nonfinite or not math.isfinite(last.out_std):
             return True
@@ -135,8 +140,10 @@ def _layer_decades(ctx: RuleContext, first: str | None, last: str | None) -> flo
     """Estimated log10 growth of the output std from the `first` layer to the `last`."""
     if first is None or last is None or first == last:
         return None
-    stats, layer_named = ctx.estimate.stats, ctx.graph.layer_named
-    q_first, q_last = stats[layer_named(first).output].q, stats[layer_named(last).output].q
+    stats, first_layer, last_layer = ctx.estimate.stats, ctx.graph.layer_named(first), ctx.graph.layer_named(last)
+    if first_layer is None or last_layer is None:
+        return None
+    q_first, q_last = stats[first_layer.output].q, stats[last_layer.output].q
     if q_first <= 0 or not math.isfinite(q_last) or q_last <= 0:
         return None
     return round(0.5 * math.log10(q_last / q_first), 3)

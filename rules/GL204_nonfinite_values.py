@@ -36,6 +36,9 @@ class Net(nn.Module):
     references = ("PyTorch docs, torch.autograd.detect_anomaly (finding the op that produced NaN)",)
     probe_criterion = "Confirmed when the probe's forward or backward pass contains NaN or Inf values."
     options = {"min_share": 0.01}
+    option_docs = {
+        "min_share": "the estimated share of an op's input distribution giving NaN or Inf at which the op is flagged",
+    }
     VALID = ("fixtures/cases/healthy.py:ReLUHe", "fixtures/zoo/resnet.py:ResNet", "fixtures/cases/failures.py:LargeInitReLU")
     INVALID = ("fixtures/bad/models.py:LogOfNegative", "fixtures/bad/models.py:DividesByZero")
 

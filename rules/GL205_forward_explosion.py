@@ -51,6 +51,10 @@ for m in net:
     # Fitted by bench/trainability.py --fit (feature output_gain, shared with gradlint.updates.EXPLODING):
     # models whose output exceeds the input by min_log10 decades fail with SGD; by error_log10, with Adam too.
     options = {"min_log10": EXPLODING["signal_warning"], "error_log10": EXPLODING["signal_error"]}
+    option_docs = {
+        "min_log10": "an output RMS at least 10^min_log10 times the input's is flagged",
+        "error_log10": "at 10^error_log10 times the input's RMS or more the finding is an error, not a warning",
+    }
     VALID = ("fixtures/cases/explosion.py:DefaultTwoLayer", "fixtures/cases/explosion.py:LargeThenNorm",
              "fixtures/cases/healthy.py:ReLUHe", "fixtures/zoo/resnet.py:ResNet", "fixtures/zoo/gpt2.py:GPT2")
     INVALID = ("fixtures/cases/explosion.py:UniformHundred", "fixtures/cases/failures.py:LargeInitReLU")
@@ -64,7 +68,7 @@ for m in net:
             return
         graph = ctx.graph
         layer = graph.layer_before(graph.output) or (graph.weighted_layers[-1] if graph.weighted_layers else None)
-        grown = max(((l, ctx.estimate.stats[l.output].q) for l in graph.weighted_layers if l.output in ctx.estimate.stats),
+        grown = max(((w, ctx.estimate.stats[w.output].q) for w in graph.weighted_layers if w.output in ctx.estimate.stats),
                     key=lambda item: item[1], default=(None, 0.0))[0]
         first = _first_growth(ctx, input_rms)
         where = first.module if first is not None else (layer.module if layer else "")

@@ -43,6 +43,9 @@ block = nn.Sequential(lin, nn.ReLU())
         "batch), at the nn.ReLU module or at the weighted layer feeding it."
     )
     options = {"min_active": 0.1}
+    option_docs = {
+        "min_active": "a ReLU-family activation whose inputs are positive less than this fraction of the time is flagged",
+    }
     plot_activations = ("relu", "gelu")  # drawn by `gradlint explain GL301 --plot`
     VALID = ("fixtures/cases/healthy.py:ReLUPositiveBias", "fixtures/cases/healthy.py:ReLUHe",
              "fixtures/zoo/resnet.py:ResNet")
@@ -106,9 +109,11 @@ block = nn.Sequential(lin, nn.ReLU())
             )
 
     def confirm(self, finding: Finding, probe: ProbeResult) -> bool | None:
-        measure = probe.activations.get(finding.module)
-        if measure is None or measure.kind not in ("ReLU", "ReLU6"):
-            measure = probe.layers.get(finding.evidence.get("layer"))
+        activation = probe.activations.get(finding.module)
+        measure: ActivationMeasure | LayerMeasure | None = activation
+        if activation is None or activation.kind not in ("ReLU", "ReLU6"):
+            layer = finding.evidence.get("layer")
+            measure = probe.layers.get(layer) if isinstance(layer, str) else None
         if measure is None:
             return None
         finding.evidence["measured_dead_fraction"] = round(measure.dead_fraction, 4)

@@ -47,6 +47,9 @@ block = nn.Sequential(lin, nn.Tanh())              # ~80% of units saturated
     # Fitted on bench/trainability.py: tanh nets with 34% of inputs saturated (std 3/sqrt(fan_in)) train with
     # both optimizers, 77% (std 10/sqrt(fan_in)) fails with Adam; the midpoint.
     options = {"max_saturated": 0.55}
+    option_docs = {
+        "max_saturated": "a saturating activation with more than this fraction of its inputs where |φ'| is below 1% of its peak is flagged",
+    }
     plot_activations = ("tanh", "hardtanh")  # drawn by `gradlint explain GL302 --plot`
     VALID = ("fixtures/cases/healthy.py:TanhLeCun", "fixtures/cases/healthy.py:GLUMLP",
              "fixtures/cases/lookalikes.py:SqrtScaledAttention", "fixtures/cases/mlp.py:MLP(depth=4, act='tanh', init='large')",

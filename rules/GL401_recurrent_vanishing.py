@@ -62,6 +62,10 @@ nn.init.zeros_(self.lstm.bias_ih_l0)
     # min_decades: RMS decades lost over the whole sequence; max_forget: an LSTM forget gate mean at or below
     # this counts as closed (bias 0 gives 0.5, the recommended bias 1 gives ~0.73).
     options = {"min_decades": 3.0, "max_forget": 0.6}
+    option_docs = {
+        "min_decades": "how many decades the gradient through time must shrink over the sequence",
+        "max_forget": "an LSTM whose forget gate opens to at most this on average at init is flagged (it forgets quickly)",
+    }
     VALID = ("fixtures/cases/healthy.py:LSTMForgetBias1", "fixtures/zoo/lstm_lm.py:LSTMLanguageModel",
              "fixtures/rules/recurrent_cases.py:ShortVanillaRNN", "fixtures/cases/lookalikes.py:ReLURNNLM")
     INVALID = ("fixtures/cases/failures.py:LongVanillaRNN", "fixtures/cases/failures.py:LSTMZeroForgetBias")

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from gradlint.graph import NodeKind, NodeRecord, Ref
-from gradlint.rule import Rule, RuleContext, probe_entry
+from gradlint.rule import Rule, RuleContext
 from gradlint.types import Family, Finding, Risk, Severity
 from gradlint.updates import VANISHING, Updates, severity_for
 
@@ -64,6 +64,12 @@ attn = torch.softmax(scores, dim=-1) @ v
     # q and k's update may trail the fastest layer's (gradlint.updates.VANISHING, fitted).
     options = {"max_logit_std": 3.0, "max_scale_ratio": 2.0,
                "lag_warning": VANISHING["lag_warning"], "lag_error": VANISHING["lag_error"]}
+    option_docs = {
+        "max_logit_std": "attention logits with a predicted std above this saturate the softmax",
+        "max_scale_ratio": "an explicit `scale` this many times the default 1/sqrt(d) or more is flagged (with logits above max_logit_std)",
+        "lag_warning": "decades the query and key projections' update may trail the fastest layer's before a warning",
+        "lag_error": "decades the query and key projections' update may trail the fastest layer's before an error",
+    }
     VALID = ("fixtures/cases/healthy.py:ScaledAttention", "fixtures/zoo/gpt2.py:GPT2", "fixtures/zoo/vit.py:ViT",
              "fixtures/zoo/bert.py:BERT", "fixtures/zoo/t5.py:T5")
     INVALID = ("fixtures/cases/failures.py:UnscaledAttention", "fixtures/rules/attention_cases.py:SDPAExplicitScale",
@@ -100,7 +106,8 @@ attn = torch.softmax(scores, dim=-1) @ v
         if product is None:
             return None
         operands = [_operand_source(ctx, name) for name in _factors(ctx, product)]
-        if len(operands) != 2 or any(src is None for src, _ in operands):
+        sources = [src for src, _ in operands if src is not None]
+        if len(operands) != 2 or len(sources) != 2:
             return None  # a weight operand: a classifier, not attention
         scaled = scaled or any(rescaled for _, rescaled in operands)
         notes = est.notes.get(node.name, {})
@@ -112,7 +119,7 @@ attn = torch.softmax(scores, dim=-1) @ v
             return None
         d = (graph[_factors(ctx, product)[0]].shape or (1,))[-1]
         keys = notes.get("keys") or (node.shape or (1,))[-1]
-        q_a, q_b = (est.stats[src].q for src, _ in operands)  # the projections' outputs, before any scaling
+        q_a, q_b = (est.stats[src].q for src in sources)  # the projections' outputs, before any scaling
         scaled_std = math.sqrt(q_a * q_b)  # the logit std with exactly 1/sqrt(d)
         where = node.module or "<root>"
         how = "with too little scaling" if scaled else "without 1/sqrt(d) scaling"

@@ -54,6 +54,12 @@ sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) 
     # estimated attenuation of the identity path across them, sum of 0.5*log10(1 + var(branch)/var(skip)), for a
     # warning. Shallower or small-branch stacks (BERT-base: 24 sublayers, 0.43 decades) get an info reminder.
     options = {"min_layers": 12, "warn_layers": 36, "min_decades": 0.2, "min_probe_decades": 0.1}
+    option_docs = {
+        "min_layers": "the fewest post-LN sublayers on the residual path for a finding",
+        "warn_layers": "with this many sublayers or more (and min_decades of shrinkage) the finding is a warning, otherwise info",
+        "min_decades": "the estimated shrinkage of the residual path, in decades, that makes a deep stack a warning",
+        "min_probe_decades": "the probe confirms (refutes) when the last blocks' weight gradients are this many decades above (below) the first's",
+    }
     VALID = ("fixtures/cases/healthy.py:PreNormTransformer", "fixtures/zoo/bert.py:BERT", "fixtures/zoo/gpt2.py:GPT2",
              "fixtures/zoo/bert.py:BERT(num_layers=12)")
     INVALID = ("fixtures/cases/failures.py:PostNormDeepTransformer",)
@@ -71,7 +77,7 @@ sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) 
                     ratios[node.name] = ratio
         if len(ratios) < self.opts["min_layers"]:
             return
-        count, path = graph.longest_path({n: 1.0 for n in ratios})
+        _count, path = graph.longest_path({n: 1.0 for n in ratios})
         norms = [n for n in path if n in ratios]
         if len(norms) < self.opts["min_layers"]:
             return

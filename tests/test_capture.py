@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import pytest
 import torch
@@ -54,7 +55,7 @@ def test_node_records_carry_module_and_user_location(name: str) -> None:
 
 def test_branchy_location_lines_point_at_forward() -> None:
     graph = _check(f"{MODELS}:Branchy").graph
-    source = open(MODELS).read().splitlines()
+    source = Path(MODELS).read_text().splitlines()
     fc1 = next(r for r in graph.ops() if r.module == "fc1")
     assert "self.fc1(x)" in source[fc1.location.line - 1]
 

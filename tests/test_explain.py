@@ -29,6 +29,20 @@ def test_explain_by_code_and_name(key: str) -> None:
     assert "gradlint explain GL101 --plot" in result.stdout  # rules with a picture say so
 
 
+def test_every_builtin_option_is_documented_with_its_type() -> None:
+    for rule in all_rules():
+        assert set(rule.option_docs) == set(rule.options), f"{rule.code}: document each option in option_docs"
+        assert all(len(text) > 20 for text in rule.option_docs.values()), rule.code
+
+
+def test_explain_shows_each_option_with_type_default_and_doc() -> None:
+    result = _run("explain", "GL101")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())  # rich wraps long lines
+    assert "min_length (integer, default 3): the fewest saturating activations in a row" in text
+    assert "min_decades (number, default 2.0): how many decades" in text
+
+
 def test_explain_unknown_rule_exits_2() -> None:
     result = _run("explain", "no-such-rule")
     assert result.exit_code == 2 and "No rule 'no-such-rule'" in result.output

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -105,7 +108,7 @@ def test_longest_path() -> None:
     assert path[-1] == graph.output
     assert [graph[n].op for n in path if graph[n].kind is NodeKind.OP][-1] == "add"
     assert sum(1 for n in path if graph[n].op == "linear") == 2
-    for src, dst in zip(path, path[1:]):
+    for src, dst in itertools.pairwise(path):
         assert graph.nx.has_edge(src, dst)
 
 
@@ -113,7 +116,7 @@ def test_location_of_module() -> None:
     graph = _graph(_Reuse())
     loc = graph.location_of_module("b")
     assert loc is not None and loc.path.endswith("tests/test_graph.py")
-    assert "self.b(h)" in open(loc.path).read().splitlines()[loc.line - 1]
+    assert "self.b(h)" in Path(loc.path).read_text().splitlines()[loc.line - 1]
 
 
 def test_position_is_execution_order() -> None:
@@ -146,7 +149,7 @@ def test_layer_before_and_feeding() -> None:
 
 def test_layer_before_skips_a_reused_layers_later_calls() -> None:
     graph = _graph(_Reuse())
-    a, b = graph.weighted_layers
+    _a, b = graph.weighted_layers
     assert graph.layer_before(graph.output) is b  # `a`'s second call is not a weighted-layer output
 
 

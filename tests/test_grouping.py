@@ -4,6 +4,7 @@ estimator shows to work, and every member keeps its code for select, ignore and 
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any
 
 import pytest
@@ -41,7 +42,7 @@ class NarrowingReLU(nn.Module):
         torch.manual_seed(0)
         widths = [512, 256, 128, 64, 32, 16, 8]
         layers: list[nn.Module] = []
-        for a, b in zip(widths, widths[1:]):
+        for a, b in itertools.pairwise(widths):
             layers += [nn.Linear(a, b), nn.ReLU()]
         for m in layers:
             if isinstance(m, nn.Linear):

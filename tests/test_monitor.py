@@ -156,7 +156,7 @@ def test_hooks_exist_only_on_measured_steps_and_close_removes_them() -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     with gradlint.monitor(model, every=4, on_finding=lambda f: None) as watch:
         counts = [_hooks(model)]
-        for step in range(6):
+        for _step in range(6):
             loss = nn.functional.cross_entropy(model(x[:32]), y[:32])
             opt.zero_grad()
             loss.backward()

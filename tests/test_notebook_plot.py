@@ -22,7 +22,7 @@ def test_plot_draws_the_estimate_probe_and_thresholds() -> None:
     dashed = [line.get_ydata()[0] for line in ax.lines[2:]]
     rules = all_rules()
     assert dashed == [find_rule(rules, "GL103").options["min_log10"], find_rule(rules, "GL201").options["max_log10"]]
-    assert [t.get_text() for t in ax.get_xticklabels()][0] == "net.0"
+    assert next(t.get_text() for t in ax.get_xticklabels()) == "net.0"
 
 
 def test_plot_of_a_failed_report_says_why() -> None:

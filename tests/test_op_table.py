@@ -74,7 +74,7 @@ def test_a_new_weighted_op_is_seen_by_the_estimator_and_the_rules(monkeypatch: p
 
 
 def test_the_graph_answers_families_from_the_table() -> None:
-    model, graph, _ = _sigmoid_stack()
+    _model, graph, _ = _sigmoid_stack()
     families = {node.op: graph.family(node) for node in graph.ops()}
     assert families["linear"] is Family.WEIGHTED
     assert families["sigmoid"] is Family.POINTWISE  # tagged pointwise by ATen: saturation is measured, not declared

@@ -55,7 +55,7 @@ def test_concise_format_and_format_alias() -> None:
 
 
 def test_output_format_from_the_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "model.py").write_text(Path(SIGMOID.split(":")[0]).read_text())
+    (tmp_path / "model.py").write_text(Path(SIGMOID.split(":", maxsplit=1)[0]).read_text())
     (tmp_path / "pyproject.toml").write_text('[tool.gradlint]\noutput-format = "concise"\ntargets = ["model.py:DeepSigmoidMLP"]\n')
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["check", "--no-probe", "--select", "GL101"])
@@ -90,7 +90,7 @@ def test_statistics_as_ruff_prints_them() -> None:
     assert rows and all(len(r) == 3 for r in rows), result.stdout
     counts = [int(r[0]) for r in rows]
     assert counts == sorted(counts, reverse=True)
-    assert ["GL101", "saturating-chain"] == [rows[0][1].strip(), rows[0][2]] or any(r[1].strip() == "GL101" for r in rows)
+    assert [rows[0][1].strip(), rows[0][2]] == ["GL101", "saturating-chain"] or any(r[1].strip() == "GL101" for r in rows)
     assert int(next(r for r in rows if r[1].strip() == "GL101")[0]) == 2
     as_json = json.loads(_check(SIGMOID, "--select", "GL101", "--statistics", "--output-format", "json").stdout)
     assert as_json == [{"code": "GL101", "name": "saturating-chain", "count": 1, "severity": as_json[0]["severity"]}]

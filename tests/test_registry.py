@@ -139,3 +139,15 @@ def test_a_rule_that_raises_is_an_error_of_that_target(tmp_path, user_rule_dir) 
     (target,) = json.loads(result.stdout)["targets"]
     assert target["status"] == "error" and "GL903" in target["error"]["message"]
     assert [f["rule"] for f in target["findings"]] == ["GL902"]
+
+
+def test_option_docs_naming_no_option_is_a_load_error(user_rule_dir) -> None:
+    folder = user_rule_dir()
+    rule_file = next(folder.glob("GL901_*.py"))
+    rule_file.write_text(rule_file.read_text().replace('    fix = "Nothing to fix."\n', '    fix = "Nothing to fix."\n'
+                                                       '    options = {"min_depth": 3}\n'
+                                                       '    option_docs = {"min_dpeth": "a typo of min_depth"}\n'))
+    with pytest.raises(GradlintError) as info:
+        all_rules([str(folder)])
+    assert info.value.kind is ErrorKind.LOAD
+    assert "GL901" in info.value.message and "`min_dpeth`" in info.value.message and "min_depth" in info.value.message

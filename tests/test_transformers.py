@@ -12,10 +12,10 @@ import pytest
 
 pytest.importorskip("transformers", reason="the optional `hf` extra (pip install gradlint[hf]) is not installed")
 
-import jsonschema  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
+import jsonschema
+from click.testing import CliRunner
 
-from gradlint.cli import main  # noqa: E402
+from gradlint.cli import main
 
 MODELS = ("bert", "gpt2", "llama", "t5", "bart", "whisper")
 TARGETS = [f"fixtures/hf/models.py:{name}" for name in MODELS]

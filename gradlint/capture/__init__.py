@@ -130,4 +130,4 @@ def _locate_failure(model: nn.Module, call: Call) -> tuple[str, BaseException] |
     )
 
 
-__all__ = ["capture", "CaptureFailed", "ModelGraph"]
+__all__ = ["CaptureFailed", "ModelGraph", "capture"]

@@ -56,6 +56,8 @@ def canonical_op(target: Any) -> tuple[str, bool]:
     """("relu", True) for aten.relu_; the op's packet name without the in-place underscore."""
     packet = getattr(target, "_overloadpacket", None)
     name = getattr(packet, "__name__", None) or getattr(target, "__name__", str(target))
+    if not isinstance(name, str):
+        name = str(name)
     if name.endswith("_") and not name.endswith("__") and not name.startswith("_"):
         return name[:-1], True
     return name, False

@@ -5,7 +5,7 @@ Poole et al. 2016, Schoenholz et al. 2017, Hanin 2018, Yang et al. 2019)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -231,7 +231,7 @@ def input_stat(tensor: torch.Tensor) -> Stat:
     return Stat(float(t.mean()), q, min(v, q))
 
 
-def estimate(graph: ModelGraph, weights: WeightTable, inputs: tuple[Any, ...] = ()) -> Estimate:
+def estimate(graph: ModelGraph, weights: WeightTable, inputs: Sequence[Any] = ()) -> Estimate:
     ctx = _Context(graph, weights)
     resolver = PointwiseResolver(graph, ctx.evaluator.uniform)
     gains: dict[str, dict[str, float]] = {}

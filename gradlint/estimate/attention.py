@@ -72,7 +72,7 @@ class SoftmaxRows:
 def softmax_rows(logit_var: float, rows: Iterable[tuple[float, float]]) -> SoftmaxRows:
     concentration = gain = 0.0
     for share, n in rows:
-        p2, p_gain = softmax_moments(logit_var, max(n, 1.0))  # type: ignore[arg-type]
+        p2, p_gain = softmax_moments(logit_var, max(n, 1.0))
         concentration += share * n * p2
         gain += share * n * p_gain
     return SoftmaxRows(concentration, gain)

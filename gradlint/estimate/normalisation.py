@@ -21,7 +21,7 @@ from gradlint.graph import NodeRecord, Ref
 
 
 def _affine(ctx: Context, weight: Any, bias: Any) -> tuple[float, float, float]:
-    g_mean, g2 = ctx.weight(weight) if weight is not None else (1.0, 1.0)
+    _g_mean, g2 = ctx.weight(weight) if weight is not None else (1.0, 1.0)
     b_mean, b2 = ctx.weight(bias) if bias is not None else (0.0, 0.0)
     return g2, b_mean, b2
 

@@ -43,7 +43,7 @@ class PointwiseResolver:
         if not is_pointwise(node) or depth > MAX_DEPTH:
             result = name
         else:
-            roots = set()
+            roots: set[str | None] = set()
             for ref in node.inputs:
                 src = self.graph[ref]
                 if self.uniform(ref) is not None:

@@ -35,9 +35,10 @@ def _param(ctx: Any, ref: Any) -> torch.Tensor | None:
 
 def _bias_gate(ctx: Any, b_ih: Any, b_hh: Any, gate: int, hidden: int) -> tuple[float, float]:
     """Mean and variance over units of the summed input and hidden bias of one gate."""
-    tensors = [_param(ctx, b) for b in (b_ih, b_hh)]
-    if all(t is not None and t.device.type != "meta" for t in tensors):
-        total = sum(t.detach().double()[gate * hidden:(gate + 1) * hidden] for t in tensors)  # type: ignore[misc]
+    tensors = [t for t in (_param(ctx, b) for b in (b_ih, b_hh)) if t is not None and t.device.type != "meta"]
+    if len(tensors) == 2:
+        rows = slice(gate * hidden, (gate + 1) * hidden)
+        total = tensors[0].detach().double()[rows] + tensors[1].detach().double()[rows]
         return float(total.mean()), float(total.var(unbiased=False)) if total.numel() > 1 else 0.0
     var = sum(ctx.weight(b)[1] for b in (b_ih, b_hh) if b is not None)
     return 0.0, var
@@ -71,7 +72,7 @@ def recurrent(node: NodeRecord, ctx: Context) -> Result:
     forget = None
     for layer in range(layers):
         w_ih, w_hh, *biases = params[layer * per_layer: layer * per_layer + (4 if has_biases else 2)]
-        b_ih, b_hh = (biases + [None, None])[:2]
+        b_ih, b_hh = ([*biases, None, None])[:2]
         hidden = (ctx.shape(w_hh) or (gates, 1))[1]
         fan_in = (ctx.shape(w_ih) or (1, 1))[1]
         _, wih2 = ctx.weight(w_ih)

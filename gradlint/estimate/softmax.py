@@ -27,7 +27,7 @@ def sampled_softmax(logit_var: float, n: int) -> tuple[float, float]:
     return float(s2.mean()) / n, float((s2 - 2 * s3 + s2 * s2).mean()) / n
 
 
-def softmax_moments(logit_var: float, n: int) -> tuple[float, float]:
+def softmax_moments(logit_var: float, n: float) -> tuple[float, float]:
     """E[p²] per entry of a softmax over n logits of variance `logit_var`, and the mean-square gain from
     its output to each logit, E[sum p² - 2 sum p³ + (sum p²)²] / n (the Jacobian diag(p) - p pᵀ's squared
     Frobenius norm per logit). Sampled once per (variance, n) with a fixed seed: closed forms (lognormal

@@ -32,7 +32,7 @@ class Stat:
     def between(self) -> float:
         return max(self.q - self.mean * self.mean - self.v, 0.0)
 
-    def scaled(self, factor: float) -> "Stat":
+    def scaled(self, factor: float) -> Stat:
         """Statistics of `factor * x`."""
         f2 = factor * factor
         return Stat(self.mean * factor, self.q * f2, self.v * f2, self.k3 * f2 * factor, self.k4 * f2 * f2)

@@ -100,8 +100,13 @@ def from_init(call: InitCall, shape: tuple[int, ...]) -> WeightStats | None:
 
 def _truncated_normal(mean: float, std: float, a: float, b: float, source: str) -> WeightStats:
     alpha, beta = (a - mean) / std, (b - mean) / std
-    pdf = lambda x: math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)  # noqa: E731
-    cdf = lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2)))  # noqa: E731
+
+    def pdf(x: float) -> float:
+        return math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+    def cdf(x: float) -> float:
+        return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
     z = max(cdf(beta) - cdf(alpha), 1e-12)
     m = mean + std * (pdf(alpha) - pdf(beta)) / z
     var = std * std * (1 + (alpha * pdf(alpha) - beta * pdf(beta)) / z - ((pdf(alpha) - pdf(beta)) / z) ** 2)
@@ -114,7 +119,7 @@ def default_for(module: nn.Module | None, name: str, shape: tuple[int, ...]) -> 
     kind = type(module).__name__ if module is not None else "?"
     if isinstance(module, nn.Embedding):
         return WeightStats(0.0, 1.0, "default:Embedding")
-    if isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)) or getattr(module, "__class__", None).__name__ == "RMSNorm":
+    if isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)) or type(module).__name__ == "RMSNorm":
         return WeightStats(1.0, 1.0, f"default:{kind}") if name.endswith("weight") else WeightStats(0.0, 0.0, f"default:{kind}")
     if isinstance(module, nn.RNNBase):
         bound = 1.0 / math.sqrt(module.hidden_size)
