@@ -103,6 +103,23 @@ def main() -> None:
     """Find vanishing and exploding gradients in PyTorch models before training."""
 
 
+def _check_run_options(input_specs: tuple[str, ...], isolate_timeout: float | None, device: str | None) -> None:
+    """Options that are usage errors before any target runs: a bad --input (its dtypes are torch's), a
+    non-positive --isolate-timeout, an unknown or absent --device."""
+    from gradlint.config import positive_option
+
+    if input_specs:
+        from gradlint.inputs import InputSpec
+
+        for spec in input_specs:
+            InputSpec.parse(spec)
+    positive_option("--isolate-timeout", isolate_timeout)
+    if device is not None:
+        from gradlint.devices import check_device
+
+        check_device(device)
+
+
 @main.command()
 @click.argument("targets", nargs=-1)
 @click.option("--output-format", "--format", "fmt", type=click.Choice(FORMATS), help="Output format (default: text, or `output-format` in the configuration).")
@@ -166,19 +183,8 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
         rules = all_rules([*config.rule_dirs, *rule_dir])
         settings.check_rule_names(config, rules)
         chosen = select_rules(rules, *settings.merge_selection(config, _split(select), _split(ignore), _split(extend_select), []))
-        if input_specs:  # a bad --input is a usage error before any target runs (its dtypes are torch's)
-            from gradlint.inputs import InputSpec
-
-            for spec in input_specs:
-                InputSpec.parse(spec)
+        _check_run_options(input_specs, isolate_timeout, device)
         known = baseline.load(baseline_path) if baseline_path else None
-        from gradlint.config import positive_option
-
-        positive_option("--isolate-timeout", isolate_timeout)
-        if device is not None:
-            from gradlint.devices import check_device
-
-            check_device(device)
         limits = isolation.Limits(isolate_timeout, isolation.parse_size(isolate_memory) if isolate_memory else None)
     except GradlintError as exc:
         raise UsageError(exc.message) from None

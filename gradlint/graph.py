@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from gradlint.types import SourceLocation
 
 if TYPE_CHECKING:
-    import networkx as nx
     import torch
 
     from gradlint.types import Family

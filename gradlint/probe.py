@@ -9,7 +9,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -310,12 +310,12 @@ def _measure(twin: nn.Module, call: Call, layers: list[tuple[str, str, str]], se
                        other_outputs_use=others)
 
 
-def _parameters_behind(tensors: list[torch.Tensor], named: dict[str, torch.Tensor]) -> frozenset[str]:
+def _parameters_behind(tensors: list[torch.Tensor], named: Mapping[str, torch.Tensor]) -> frozenset[str]:
     """Names of the parameters whose gradient accumulators the autograd graphs of `tensors` reach: what a
     loss on those outputs would train. A walk over the recorded graph; nothing is computed."""
     wanted = {id(p): name for name, p in named.items()}
     found: set[str] = set()
-    stack = [t.grad_fn for t in tensors if t.grad_fn is not None]
+    stack: list[Any] = [t.grad_fn for t in tensors if t.grad_fn is not None]
     seen: set[int] = set()
     while stack:
         fn = stack.pop()

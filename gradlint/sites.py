@@ -77,13 +77,13 @@ def _walk(module: nn.Module, own: _Site | None, record: ConstructionRecord, seen
                 found = _Site(value, where)
         if found is None:
             if classes:
-                found = _by_type(classes, child, lambda attr: attr != name)
+                found = _by_type(classes, child, lambda attr, name=name: attr != name)
             elif own is not None and _builds(own.call, module):
                 helpers = _starred_helpers(own)  # nn.Sequential(*make_layers()): built in make_layers
                 found = _by_type(helpers, child, lambda attr: False) if helpers else None
                 if found is None:
                     inside = _enclosing_assignment(own.where.tree, own.call)
-                    found = _by_type([own.where], child, lambda attr: attr != inside, own.call)
+                    found = _by_type([own.where], child, lambda attr, inside=inside: attr != inside, own.call)
         _walk(child, _through_factory(found, child), record, seen)
 
 

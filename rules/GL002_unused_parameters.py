@@ -57,7 +57,7 @@ self.heads = [nn.Linear(128, 10) for _ in range(2)]        # called, never regis
         "is zero or missing; refuted when another tensor the forward returns (an auxiliary head's output) depends on "
         "the parameters; otherwise (the layer never ran, or the layer is unregistered) the probe cannot tell."
     )
-    options: dict[str, Any] = {}
+    options = {}
     VALID = ("fixtures/rules/unused_cases.py:RegisteredHeads", "fixtures/cases/healthy.py:ReLUHe",
              "fixtures/rules/unused_cases.py:AuxiliaryHeadNet")
     INVALID = ("fixtures/cases/failures.py:UnusedParams", "fixtures/rules/unused_cases.py:UnregisteredDictHeads")

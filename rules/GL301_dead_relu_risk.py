@@ -10,7 +10,7 @@ from gradlint.rule import Rule, RuleContext
 from gradlint.types import Finding, Risk, Severity
 
 if TYPE_CHECKING:
-    from gradlint.probe import ProbeResult
+    from gradlint.probe import ActivationMeasure, LayerMeasure, ProbeResult
 
 
 class DeadReLURisk(Rule):
@@ -117,7 +117,7 @@ block = nn.Sequential(lin, nn.ReLU())
         if measure is None:
             return None
         finding.evidence["measured_dead_fraction"] = round(measure.dead_fraction, 4)
-        return measure.dead_fraction > 0.5
+        return bool(measure.dead_fraction > 0.5)
 
 
 def _normal_cdf(z: float) -> float:

@@ -67,7 +67,7 @@ def test_rules_as_json_without_torch() -> None:
 
 def test_config_error_without_torch(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.gradlint]\nselectt = ["GL1"]\n', encoding="utf-8")
-    code, out, err, imported = _run(["check"], tmp_path)
+    code, _out, err, imported = _run(["check"], tmp_path)
     assert code == 2
     assert "unknown [tool.gradlint] key `selectt`" in err and "Did you mean `select`?" in err
     assert "Traceback" not in err

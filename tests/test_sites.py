@@ -133,7 +133,7 @@ def test_sequential_built_in_a_script(tmp_path: Path) -> None:
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
     findings = json.loads(done.stdout.strip().splitlines()[-1])
-    rule, module, path, line = next(f for f in findings if f[0] == "GL101")
+    _rule, module, path, line = next(f for f in findings if f[0] == "GL101")
     assert path == "train.py"
     assert line == _line(script, "nn.Linear(32, 32), nn.Sigmoid(),") + int(module) // 2  # the row that built it
 
@@ -162,8 +162,8 @@ NOTEBOOK_CELLS = [
 
 
 def _cell_locations(found: list[list[list[object]]]) -> None:
-    (rule1, path1, line1), = [f for f in found[0] if f[0] == "GL101"]
-    (rule2, path2, line2), = [f for f in found[1] if f[0] == "GL101"]
+    (_rule1, path1, line1), = [f for f in found[0] if f[0] == "GL101"]
+    (_rule2, path2, line2), = [f for f in found[1] if f[0] == "GL101"]
     assert (path1, line1) == ("Cell In[2]", 6)  # nn.Sigmoid() in the class's __init__, in cell 2
     assert (path2, line2) == ("Cell In[3]", 2)  # the Tanh of the comprehension in cell 3
 

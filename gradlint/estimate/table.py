@@ -11,7 +11,6 @@ the factor by which the mean-square gradient at the output becomes the mean-squa
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,7 +19,9 @@ import torch
 
 from gradlint.estimate.stat import Stat
 from gradlint.graph import ModelGraph, NodeKind, NodeRecord, Ref
-from gradlint.types import Family  # noqa: F401  (defined without torch, so rule metadata loads without it)
+from gradlint.types import Family  # defined without torch, so rule metadata loads without it
+
+__all__ = ["TABLE", "Entry", "Family", "transfer"]
 
 Gains = dict[str, float]
 Result = tuple[Stat, Gains]
