@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from gradlint.graph import Ref
 from gradlint.rule import Rule, RuleContext
 from gradlint.types import Finding, Risk, Severity
 
@@ -48,8 +49,8 @@ block = nn.Sequential(lin, nn.ReLU())
     }
     plot_activations = ("relu", "gelu")  # drawn by `gradlint explain GL301 --plot`
     VALID = ("fixtures/cases/healthy.py:ReLUPositiveBias", "fixtures/cases/healthy.py:ReLUHe",
-             "fixtures/zoo/resnet.py:ResNet")
-    INVALID = ("fixtures/cases/failures.py:DeadReLU",)
+             "fixtures/zoo/resnet.py:ResNet", "fixtures/rules/dead_relu_cases.py:ZeroGainSqueezeExcite")
+    INVALID = ("fixtures/cases/failures.py:DeadReLU", "fixtures/rules/dead_relu_cases.py:ZeroSqueezeLayer")
 
     def check(self, ctx: RuleContext) -> Iterator[Finding]:
         graph, est = ctx.graph, ctx.estimate
@@ -63,6 +64,8 @@ block = nn.Sequential(lin, nn.ReLU())
                 continue
             node = graph[name]
             feeding = graph.layer_feeding(info.root)
+            if h.q == 0.0 and feeding is not None and _reads_nothing(ctx, feeding.output):
+                continue  # no signal reaches the layer yet (a zero-initialised gain upstream): nothing is dead
             layer = feeding.module if feeding is not None else None
             source = f"the output of {layer}" if layer else "its input"
             message = (
@@ -132,3 +135,12 @@ def _ref(layer: str | None) -> str:
     for part in layer.split("."):
         parts.append(f"[{part}]" if part.isdigit() else f".{part}")
     return "".join(parts)
+
+
+def _reads_nothing(ctx: RuleContext, output: str) -> bool:
+    """The weighted op producing `output` reads an input that is exactly zero at init (NFNet's squeeze-excite
+    behind a zero-initialised conv gain, as `zero_init_last` draws it): the zero pre-activation is not this
+    layer's init, and the first step that moves the gain gives it a signal."""
+    source = ctx.graph[output].arg(0)
+    stat = ctx.estimate.stats.get(source.name) if isinstance(source, Ref) else None
+    return stat is not None and stat.q == 0.0
