@@ -179,6 +179,8 @@ def check(targets: tuple[str, ...], fmt: str, output: str | None, select: tuple[
         raise UsageError("No targets given and none configured. Pass FILE.py:NAME or a path (`gradlint check .`), or set `targets` in [tool.gradlint] of pyproject.toml.")
     fmt = fmt or _configured_format(config)
     baseline_path = baseline_path or (config.baseline if not write_baseline else None)  # `baseline = "..."` in the config
+    if in_process:  # a worker of another gradlint process: that process reads and writes the baseline
+        baseline_path = write_baseline = None
     try:
         rules = all_rules([*config.rule_dirs, *rule_dir])
         settings.check_rule_names(config, rules)

@@ -97,10 +97,16 @@ def test_exit_while_building_a_target_string() -> None:
 
 
 def test_a_real_ctrl_c_propagates() -> None:
-    before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):
-        gradlint.check(raises.RealInterruptForward())
-    assert signal.getsignal(signal.SIGINT) is before
+    """With Python's own SIGINT handler, as an interactive run has it (a background job, as CI may start the
+    suite, inherits SIGINT ignored, and then no Ctrl-C arrives at all)."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        before = signal.getsignal(signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            gradlint.check(raises.RealInterruptForward())
+        assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 @pytest.mark.parametrize("name", ["GradOff", "Reseeds", "GlobalHooks", "SelfHooks", "DefaultDtype", "DefaultDevice"])

@@ -177,8 +177,13 @@ def test_configured_targets_rule_over_discovery(repo: Path, monkeypatch: pytest.
     assert empty.exit_code == 0 and "No targets in the given paths" in empty.stderr
 
 
-def test_config_in_the_parent_folder(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Targets, baseline and rule directories are relative to the configuration, not the working directory."""
+@pytest.mark.parametrize("workers", ["fork", "spawn"])
+def test_config_in_the_parent_folder(repo: Path, monkeypatch: pytest.MonkeyPatch, workers: str) -> None:
+    """Targets, baseline and rule directories are relative to the configuration, not the working directory.
+    With spawned workers too (the fallback when another thread runs): a worker read the configured baseline
+    itself before the parent had written it, and every target ended in a load error."""
+    if workers == "spawn":
+        monkeypatch.setenv("GRADLINT_WORKERS", "spawn")
     (repo / "pyproject.toml").write_text(dedent('''
         [tool.gradlint]
         targets = ["models/net.py:Deep", "models.mlp:MLP"]
